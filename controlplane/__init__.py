@@ -1,0 +1,1 @@
+"""The control plane: apiserver (the only etcd client), client library, scheduler, controllers."""

@@ -1,0 +1,1 @@
+"""The Kubernetes API server: HTTP handlers, registry, and storage on etcd."""

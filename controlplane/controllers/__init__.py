@@ -1,0 +1,1 @@
+"""The controller-manager: one module per controller, each a sync(key) over informer caches."""

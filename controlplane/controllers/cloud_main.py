@@ -1,0 +1,9 @@
+"""`pinnace cloud-controller-manager` (issue 5; not built yet)."""
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str]) -> int:
+    print("pinnace cloud-controller-manager: not built yet (issue 5)", file=sys.stderr)
+    return 1

@@ -1,0 +1,1 @@
+"""The scheduler: pending pods -> filter and score nodes -> binding."""

@@ -1,0 +1,9 @@
+"""`pinnace scheduler` (issue 5; not built yet)."""
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str]) -> int:
+    print("pinnace scheduler: not built yet (issue 5)", file=sys.stderr)
+    return 1

@@ -1,0 +1,7 @@
+"""Allow `python -m pinnace`."""
+
+import sys
+
+from pinnace.cli import main
+
+sys.exit(main())
