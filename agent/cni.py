@@ -1,4 +1,4 @@
-"""The node's CNI network configuration: a bridge with host-local IPAM for the pod CIDR, then portmap.
+"""The node's CNI network config: a bridge with host-local IPAM for the pod CIDR, then portmap.
 
 Pure rendering; the caller writes the file where containerd's CRI looks (`cni.conf_dir`). Each
 node gets its own network name, bridge and IPAM data directory, or two nodes on one machine would

@@ -1,4 +1,4 @@
-"""Our own CRI (runtime.v1) and containerd-native gRPC subsets, their generated stubs, async clients.
+"""Our own CRI (runtime.v1) and containerd-native gRPC subsets, generated stubs, async clients.
 
 - `cri/v1/api.proto`: the CRI RuntimeService and ImageService (upstream names and field numbers).
 - `cri/containerd/*.proto`: containerd's events, content, images and leases services.

@@ -169,6 +169,14 @@ class ContainerdClient:
         except errors.CRIError:
             pass  # nothing was left to abort
 
+    async def list_blobs(self, filters: Sequence[str] = ()) -> list[content.Info]:
+        """Every blob containerd holds (in this namespace) matching `filters`."""
+        request = content.ListContentRequest(filters=list(filters))
+        return [info async for response in self._channel.server_stream(
+                    CONTENT + "List", request, content.ListContentResponse,
+                    timeout=self._channel.timeout)
+                for info in response.info]
+
     async def delete_blob(self, digest: str) -> None:
         await self._channel.unary(CONTENT + "Delete", content.DeleteContentRequest(digest=digest),
                                   _Empty)

@@ -27,7 +27,9 @@ BUSYBOX_IMAGE = "localhost/busybox:1"
 
 # The sandbox's pid 1: sleeps until SIGTERM/SIGINT, then exits 0 (a bare `sleep` as pid 1 would
 # ignore SIGTERM, since pid 1 has no default signal actions).
-PAUSE_ENTRYPOINT = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+PAUSE_ENTRYPOINT = [
+    "/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def image_layout(layer_tar: bytes, config: Mapping[str, object], names: list[str]) -> layout.Archive:
+def image_layout(layer_tar: bytes, config: Mapping[str, object],
+                 names: list[str]) -> layout.Archive:
     """Assemble an OCI image (gzip layer, config, manifest) named `names` as an Archive."""
     layer = _gzip(layer_tar)
     image_config = {
@@ -144,7 +147,8 @@ def build_all(out_dir: Path, busybox: str = BUSYBOX) -> list[BuiltImage]:
         raise FileNotFoundError(f"{busybox} not found: install Debian's busybox-static")
     applets = busybox_applets(busybox)
     etc = {
-        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n"
+                      b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
         "etc/group": b"root:x:0:\nnogroup:x:65534:\n",
     }
     layer = rootfs_layer(busybox, applets, etc)

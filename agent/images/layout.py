@@ -113,8 +113,11 @@ def _members(path: Path) -> dict[str, bytes]:
             return files
     except FileNotFoundError:
         raise ImageArchiveError(f"{path}: no such file") from None
+    except tarfile.ReadError:
+        raise ImageArchiveError(f"{path}: not a readable tar archive") from None
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise ImageArchiveError(f"{path}: not a readable tar archive ({exc})") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageArchiveError(f"{path}: not a readable tar archive ({reason})") from None
 
 
 def read_archive(path: Path) -> Archive:
@@ -163,7 +166,8 @@ def _collect(files: dict[str, bytes], desc: dict[str, Any], blobs: dict[str, byt
         index = _read_json(data, f"{what}: index {desc['digest']}")
         for i, child in enumerate(index.get("manifests") or []):
             platform = child.get("platform") or {}
-            if platform and (platform.get("os"), platform.get("architecture")) != ("linux", "amd64"):
+            wanted = ("linux", "amd64")
+            if platform and (platform.get("os"), platform.get("architecture")) != wanted:
                 continue  # other platforms' content need not be in an archive for this node
             _collect(files, child, blobs, f"{what}: manifests[{i}]", depth + 1)
     elif media_type in MANIFEST_TYPES:
@@ -236,7 +240,8 @@ def _read_docker(files: dict[str, bytes]) -> Archive:
             try:
                 uncompressed = gzip.decompress(data) if compressed else data
             except (OSError, EOFError, zlib.error) as exc:
-                raise ImageArchiveError(f"{what}: layer {layer_name!r} is corrupt ({exc})") from None
+                raise ImageArchiveError(
+                    f"{what}: layer {layer_name!r} is corrupt ({exc})") from None
             if sha256_digest(uncompressed) != diff_id:
                 raise ImageArchiveError(
                     f"{what}: layer {j} ({layer_name}) does not match diff_id {diff_id}"

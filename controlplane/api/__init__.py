@@ -1,1 +1,1 @@
-"""Shared Kubernetes API vocabulary (object meta, selectors, quantities, errors); imports nothing of ours."""
+"""Shared API vocabulary: object meta, selectors, quantities, errors. Imports nothing of ours."""

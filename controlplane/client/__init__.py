@@ -1,1 +1,1 @@
-"""What every component but the apiserver uses to talk to the API: REST client, informers, queues."""
+"""What every component but the apiserver uses for the API: REST client, informers, queues."""

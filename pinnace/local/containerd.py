@@ -1,4 +1,4 @@
-"""A private containerd (own root, state, socket, CNI config), optionally inside a network namespace.
+"""A private containerd (own root, state, socket, CNI config), optionally in a network namespace.
 
 Several can run side by side, one per node. `stop()` removes every pod sandbox through the CRI
 (so runc and the shims end their containers), stops containerd by PID, ends any shim still naming

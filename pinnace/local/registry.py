@@ -12,8 +12,11 @@ from pathlib import Path
 from pinnace.local.process import Process, free_port
 
 
-def render_config(storage: Path, addr: str) -> str:
-    """Return the registry's YAML config: filesystem storage, http on `addr`, no auth."""
+def render_config(storage: Path, addr: str, *, readonly: bool = False) -> str:
+    """Return the registry's YAML config: filesystem storage, http on `addr`, no auth.
+
+    `readonly` puts it in maintenance mode: pulls work, pushes are refused.
+    """
     return f"""version: 0.1
 log:
   level: warn
@@ -22,6 +25,9 @@ storage:
     rootdirectory: {storage}
   delete:
     enabled: true
+  maintenance:
+    readonly:
+      enabled: {"true" if readonly else "false"}
 http:
   addr: {addr}
 """
@@ -31,10 +37,11 @@ class Registry:
     """docker-registry on 127.0.0.1:PORT (of `netns` when given), storing under `storage`."""
 
     def __init__(self, base: Path, *, storage: Path | None = None, name: str = "registry",
-                 netns: str | None = None, port: int = 0) -> None:
+                 netns: str | None = None, port: int = 0, readonly: bool = False) -> None:
         self.base = base
         self.name = name
         self.netns = netns
+        self.readonly = readonly
         self.storage = storage or base / "registry"
         # inside a fresh namespace every port is free; probe only our own namespace's ports
         self.port = port or free_port()
@@ -53,7 +60,7 @@ class Registry:
     def start(self, timeout: float = 20.0) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config.parent.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(render_config(self.storage, self.host))
+        self.config.write_text(render_config(self.storage, self.host, readonly=self.readonly))
         self.process.start()
         if self.netns is None:
             self.process.wait_ready(self._answers, timeout)

@@ -1,0 +1,142 @@
+"""Fixtures that start real components for the integration tests, and always tear them down.
+
+Session-scoped: one etcd, one containerd in this network namespace ("host"), one registry, and
+one node (a network namespace of our own with its own containerd and its own registry process
+over the same storage), all under a short directory in /tmp (unix socket paths stay well under
+108 bytes). Teardown stops every process by PID, unmounts, and removes the namespaces, bridges
+and directories it made, also when a test or a start fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from harness import NodeEnv, Pods, remove_sandboxes
+
+from agent.images import build
+from cri.runtime import RuntimeClient
+from pinnace.local import cleanup
+from pinnace.local.containerd import Containerd
+from pinnace.local.etcd import Etcd
+from pinnace.local.node import Node
+from pinnace.local.registry import Registry
+
+NEEDED = ["etcd", "containerd", "containerd-shim-runc-v2", "runc", "docker-registry", "nsenter",
+          "busybox", "umount"]
+SUFFIX = f"{os.getpid() % 0x10000:04x}"
+
+
+def _unmet() -> str | None:
+    if os.geteuid() != 0:
+        return "integration tests need root (containerd, network namespaces, mounts)"
+    missing = [b for b in NEEDED if shutil.which(b) is None]
+    if missing or not Path("/usr/lib/cni/bridge").exists():
+        return f"missing {', '.join(missing) or 'CNI plugins'}: run scripts/setup.sh"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    reason = _unmet()
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="pn-it-", dir="/tmp"))
+    try:
+        yield base
+    finally:
+        cleanup.unmount_all(base)
+        if os.environ.get("PINNACE_KEEP_WORKDIR"):
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def images(workdir: Path) -> dict[str, Path]:
+    """The built-in images as OCI tars: {"pause": path, "busybox": path}."""
+    built = build.build_all(workdir / "images")
+    return {image.path.stem: image.path for image in built}
+
+
+@pytest.fixture(scope="session")
+def etcd(workdir: Path) -> Iterator[Etcd]:
+    server = Etcd(workdir / "etcd")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def containerd(workdir: Path, images: dict[str, Path]) -> Iterator[Containerd]:
+    """containerd in this network namespace, with pause and busybox imported."""
+    daemon = Containerd(workdir / "host", name="containerd-host", bridge=f"pnh{SUFFIX}",
+                        pod_cidr="10.253.1.0/24")
+    try:
+        daemon.start()
+        daemon.import_images(images["pause"], images["busybox"])
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(workdir: Path) -> Iterator[Registry]:
+    server = Registry(workdir / "registry-host")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def node(workdir: Path, images: dict[str, Path], registry: Registry) -> Iterator[NodeEnv]:
+    n = Node(f"it{SUFFIX}", workdir / "node1", pod_cidr="10.253.2.0/24")
+    node_registry = Registry(workdir / "node1", storage=registry.storage, name="registry-node1",
+                             netns=n.netns.name)
+    try:
+        n.start()
+        n.containerd.import_images(images["pause"], images["busybox"])
+        node_registry.start()
+        yield NodeEnv(n, node_registry)
+    finally:
+        node_registry.stop()
+        n.stop()
+
+
+@pytest.fixture
+def pods(workdir: Path) -> Pods:
+    return Pods(workdir / "pod-logs")
+
+
+@pytest.fixture
+async def cri(containerd: Containerd) -> AsyncIterator[RuntimeClient]:
+    """A CRI client of the host containerd; the test's sandboxes are removed afterwards."""
+    async with RuntimeClient(containerd.socket) as rt:
+        try:
+            yield rt
+        finally:
+            await remove_sandboxes(rt)
+
+
+@pytest.fixture
+async def node_cri(node: NodeEnv) -> AsyncIterator[RuntimeClient]:
+    async with RuntimeClient(node.socket) as rt:
+        try:
+            yield rt
+        finally:
+            await remove_sandboxes(rt)
