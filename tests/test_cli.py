@@ -1,0 +1,56 @@
+"""The `pinnace` command: dispatch, usage errors, placeholders that say what they are."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pinnace import cli
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pinnace", *args], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_unknown_subcommand_prints_usage_and_exits_2() -> None:
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: pinnace")
+    assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_no_subcommand_exits_2() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "usage: pinnace" in result.stderr
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for name in cli.SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command,issue", [("apiserver", 3), ("agent", 4), ("scheduler", 5),
+                                           ("netproxy", 6), ("up", 7)])
+def test_unbuilt_daemons_say_so(command: str, issue: int) -> None:
+    result = run(command)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"pinnace {command}: not built yet (issue {issue})"
+
+
+def test_images_subcommand_usage_error_exits_2() -> None:
+    result = run("images", "import")
+    assert result.returncode == 2
+    assert "--containerd" in result.stderr or "FILE" in result.stderr
+
+
+def test_images_import_dead_socket_is_one_line(tmp_path: object) -> None:
+    result = run("images", "import", "/nonexistent.tar", "--containerd", "/nonexistent.sock")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "/nonexistent.tar: no such file" in result.stderr
