@@ -86,7 +86,8 @@ def main() -> int:
           f"containerd in its own netns (CNI bridge)")
     print(f"{'step':<20} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'min ms':>8}")
     for name, samples in steps.items():
-        print(f"{name:<20} {percentile(samples, 50) * 1e3:8.1f} {percentile(samples, 99) * 1e3:8.1f}"
+        p50, p99 = percentile(samples, 50), percentile(samples, 99)
+        print(f"{name:<20} {p50 * 1e3:8.1f} {p99 * 1e3:8.1f}"
               f" {statistics.mean(samples) * 1e3:8.1f} {min(samples) * 1e3:8.1f}")
     total = steps["pod start (total)"]
     print(f"throughput: {len(total) / sum(total):.1f} pods/s sequential")
