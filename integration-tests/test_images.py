@@ -14,6 +14,7 @@ import pytest
 from harness import Pods
 
 from agent.images import importer, layout
+from cri import errors
 from cri.containerd_client import ContainerdClient
 from cri.runtime import RuntimeClient
 from pinnace.local.containerd import Containerd
@@ -105,4 +106,35 @@ async def test_bad_tar_is_refused_whole(containerd: Containerd, images: dict[str
     expected = {"not-a-tar": "not a readable tar", "no-index": "not an image archive",
                 "corrupt-blob": "is corrupt", "missing-blob": "is missing"}[damage]
     assert expected in lines[0]
+    assert await containerd_state(containerd.socket) == before
+
+
+async def test_failure_after_blobs_were_written_leaves_nothing(
+        containerd: Containerd, images: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh image (other content than any imported so far) whose naming step fails.
+    archive = layout.read_archive(images["busybox"])
+    manifest = archive.manifest(archive.images[0])
+    config_digest = manifest["config"]["digest"]
+    config = json.loads(archive.blobs.pop(config_digest))
+    config["config"]["Env"].append("UNIQUE=failure-test")
+    new_config = json.dumps(config).encode()
+    manifest["config"].update(digest=layout.sha256_digest(new_config), size=len(new_config))
+    new_manifest = json.dumps(manifest).encode()
+    del archive.blobs[archive.images[0].manifest_digest]
+    archive.blobs[layout.sha256_digest(new_config)] = new_config
+    archive.blobs[layout.sha256_digest(new_manifest)] = new_manifest
+    archive.images = [layout.Image(("localhost/half:1",), layout.sha256_digest(new_manifest),
+                                   layout.OCI_MANIFEST, len(new_manifest))]
+    tar = tmp_path / "fresh.tar"
+    layout.write_oci_tar(archive, tar)
+
+    before = await containerd_state(containerd.socket)
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise errors.FailedPrecondition(containerd.socket, "Images/Create", None, "injected")
+
+    monkeypatch.setattr(ContainerdClient, "put_image", refuse)
+    with pytest.raises(errors.FailedPrecondition, match="injected"):
+        await importer.import_archive(tar, containerd.socket)
     assert await containerd_state(containerd.socket) == before

@@ -79,6 +79,7 @@ async def import_archive(path: Path, socket: str, names: Sequence[str] = (), *,
         expire = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
         lease = await ctd.create_lease({"containerd.io/gc.expire": expire})
         created: list[str] = []
+        done = False
         try:
             for digest, data in archive.blobs.items():
                 await ctd.write_blob(digest, data, labels=gc_labels(archive, digest),
@@ -92,6 +93,7 @@ async def import_archive(path: Path, socket: str, names: Sequence[str] = (), *,
                                         image.manifest_size)
                     imported.append(ImportedImage(name, image.manifest_digest))
             created.clear()
+            done = True
             return imported
         finally:
             for name in created:  # a failure while naming: take back the names we added
@@ -99,4 +101,5 @@ async def import_archive(path: Path, socket: str, names: Sequence[str] = (), *,
                     await ctd.delete_image(name)
                 except errors.CRIError as exc:
                     log.warning("could not remove half-imported image name=%s: %s", name, exc)
-            await ctd.delete_lease(lease)
+            # After a failure, wait for the collection so that nothing of ours is left on return.
+            await ctd.delete_lease(lease, sync=not done)
