@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,8 +50,21 @@ def test_images_subcommand_usage_error_exits_2() -> None:
     assert "--containerd" in result.stderr or "FILE" in result.stderr
 
 
-def test_images_import_dead_socket_is_one_line(tmp_path: object) -> None:
+def test_images_import_missing_file_is_one_line() -> None:
     result = run("images", "import", "/nonexistent.tar", "--containerd", "/nonexistent.sock")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "/nonexistent.tar: no such file" in result.stderr
+
+
+def test_images_import_to_missing_containerd_names_the_socket(tmp_path: Path) -> None:
+    fake = tmp_path / "busybox"
+    fake.write_text("#!/bin/sh\nprintf 'bin/sh\\n'\n")
+    fake.chmod(0o755)
+    built = run("images", "build", str(tmp_path / "out"), "--busybox", str(fake))
+    assert built.returncode == 0, built.stderr
+    sock = str(tmp_path / "no-containerd.sock")
+    result = run("images", "import", str(tmp_path / "out" / "busybox.tar"), "--containerd", sock)
+    assert result.returncode == 1
+    assert result.stderr == (f"pinnace images import: containerd at {sock}: Leases/Create: "
+                             "UNAVAILABLE: no such socket (is containerd running?)\n")
