@@ -36,12 +36,20 @@ def test_help_lists_every_subcommand() -> None:
         assert name in result.stdout
 
 
-@pytest.mark.parametrize("command,issue", [("apiserver", 3), ("agent", 4), ("scheduler", 5),
+@pytest.mark.parametrize("command,issue", [("agent", 4), ("scheduler", 5),
                                            ("netproxy", 6), ("up", 7)])
 def test_unbuilt_daemons_say_so(command: str, issue: int) -> None:
     result = run(command)
     assert result.returncode == 1
     assert result.stderr.strip() == f"pinnace {command}: not built yet (issue {issue})"
+
+
+def test_apiserver_help_names_kubernetes_flags() -> None:
+    result = run("apiserver", "--help")
+    assert result.returncode == 0
+    for flag in ("--etcd-servers", "--secure-port", "--cert-dir", "--tls-cert-file",
+                 "--client-ca-file", "--token-auth-file"):
+        assert flag in result.stdout
 
 
 def test_images_subcommand_usage_error_exits_2() -> None:

@@ -1,9 +1,92 @@
-"""`pinnace apiserver` (issue 3; not built yet)."""
+"""`pinnace apiserver`: the Kubernetes API over HTTPS, stored in etcd.
 
+Flags follow kube-apiserver's names. With `--cert-dir` and no `--tls-cert-file`, a CA, a
+serving certificate and an admin client certificate plus `admin.kubeconfig` are made on first
+start (and reused after). SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from controlplane.apiserver import authn, pki
+from controlplane.apiserver.server import APIServer
+from controlplane.apiserver.storage.etcd import EtcdStorage
+
+log = logging.getLogger("pinnace.apiserver")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinnace apiserver", description=__doc__.splitlines()[0])
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379",
+                   help="comma-separated etcd client URLs")
+    p.add_argument("--bind-address", default="127.0.0.1")
+    p.add_argument("--secure-port", type=int, default=6443)
+    p.add_argument("--advertise-address", default="",
+                   help="the address clients use (default: the bind address)")
+    p.add_argument("--cert-dir", type=Path, default=Path("/var/lib/pinnace/pki"))
+    p.add_argument("--tls-cert-file", type=Path)
+    p.add_argument("--tls-private-key-file", type=Path)
+    p.add_argument("--client-ca-file", type=Path)
+    p.add_argument("--token-auth-file", type=Path)
+    p.add_argument("--max-requests-inflight", type=int, default=400)
+    p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
+    p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> None:
+    advertise = args.advertise_address or args.bind_address
+    server_url = f"https://{advertise}:{args.secure_port}"
+    if args.tls_cert_file:
+        cert, key = args.tls_cert_file, args.tls_private_key_file
+        client_ca = args.client_ca_file
+        if key is None or client_ca is None:
+            raise SystemExit("--tls-cert-file needs --tls-private-key-file and --client-ca-file")
+    else:
+        paths = pki.ensure_cert_dir(args.cert_dir, hosts=[args.bind_address, advertise],
+                                    server_url=server_url)
+        cert, key, client_ca = paths.apiserver_cert, paths.apiserver_key, paths.ca_cert
+    tokens = authn.TokenFile.load(args.token_auth_file) if args.token_auth_file else None
+    storage = EtcdStorage(args.etcd_servers.split(","))
+    api = APIServer(storage, tokens=tokens, server_address=f"{advertise}:{args.secure_port}",
+                    max_read=args.max_requests_inflight,
+                    max_write=args.max_mutating_requests_inflight)
+    await api.start()
+    runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.bind_address, args.secure_port,
+                       ssl_context=pki.ssl_server_context(cert, key, client_ca),
+                       shutdown_timeout=1)
+    await site.start()
+    log.info("serving on %s (etcd %s)", server_url, args.etcd_servers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    await api.stop()
+    await storage.close()
 
 
 def main(argv: Sequence[str]) -> int:
-    print("pinnace apiserver: not built yet (issue 3)", file=sys.stderr)
-    return 1
+    args = parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.v, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:
+        print(f"pinnace apiserver: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,371 @@
+"""The REST verbs over HTTP: parse the URL into (resource, namespace, name, subresource), decode
+the body, call the resource's Store, encode the answer (object, List, Table or watch stream).
+
+Paths: /api/v1/... and /apis/<group>/<version>/..., then `[namespaces/<ns>/]<resource>
+[/<name>[/<subresource>]]`. Everything a client can get wrong is a 4xx Status, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from controlplane.api import errors, patch
+from controlplane.api.selectors import FieldSelector, LabelSelector
+from controlplane.apiserver import negotiation, printers
+from controlplane.apiserver.registry.resources import ResourceInfo, lookup
+from controlplane.apiserver.registry.store import ListOptions, Store
+from controlplane.apiserver.registry.subresources import Subresources
+
+Object = dict[str, Any]
+BOOKMARK_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    info: ResourceInfo
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+
+
+def parse_target(group: str, version: str, segments: list[str]) -> Target:
+    """Resolve the path after the group/version; 404 for anything we do not serve."""
+    def resource(name: str) -> ResourceInfo:
+        info = lookup(group, version, name)
+        if info is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return info
+
+    if len(segments) >= 3 and segments[0] == "namespaces":
+        info = lookup(group, version, segments[2])
+        if info is not None and info.namespaced:
+            if len(segments) > 5:
+                raise errors.NotFound("the server could not find the requested resource")
+            return Target(info, segments[1], *(segments[3:5] + ["", ""])[:2])
+    if not segments or len(segments) > 3:
+        raise errors.NotFound("the server could not find the requested resource")
+    info = resource(segments[0])
+    rest = segments[1:] + ["", ""]
+    target = Target(info, "", rest[0], rest[1])
+    if target.subresource and info.subresource(target.subresource) is None:
+        raise errors.NotFound("the server could not find the requested resource")
+    return target
+
+
+def _query_bool(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def list_options(request: web.Request) -> ListOptions:
+    query = request.query
+    opts = ListOptions(resource_version=query.get("resourceVersion", ""),
+                       continue_token=query.get("continue", ""))
+    if query.get("labelSelector"):
+        opts.label_selector = LabelSelector.parse(query["labelSelector"])
+    if query.get("fieldSelector"):
+        opts.field_selector = FieldSelector.parse(query["fieldSelector"])
+    if query.get("limit"):
+        try:
+            opts.limit = max(0, int(query["limit"]))
+        except ValueError:
+            raise errors.BadRequest(f"invalid limit: {query['limit']!r}") from None
+    return opts
+
+
+def dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise errors.BadRequest(f'Invalid dry run value: "{value}": supported values: "All"')
+    return bool(values)
+
+
+def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> (
+        web.Response):
+    return web.Response(body=json.dumps(obj, separators=(",", ":")).encode(), status=status,
+                        headers={"Content-Type": content_type})
+
+
+class ResourceHandler:
+    """Dispatches one API request to the right store."""
+
+    def __init__(self, stores: dict[ResourceInfo, Store]) -> None:
+        self.stores = stores
+        self.subresources = Subresources(stores)
+
+    def store(self, target: Target) -> Store:
+        return self.stores[target.info]
+
+    async def handle(self, request: web.Request, group: str, version: str,
+                     segments: list[str]) -> web.StreamResponse:
+        target = parse_target(group, version, segments)
+        method = request.method
+        if target.subresource and target.subresource != "status":
+            return await self.subresources.handle(request, target, self)
+        if not target.name:
+            if method == "GET":
+                if _query_bool(request, "watch"):
+                    return await self.watch(request, target)
+                return await self.list(request, target)
+            if method == "POST":
+                return await self.create(request, target)
+            if method == "DELETE":
+                return await self.delete_collection(request, target)
+        else:
+            if method == "GET":
+                return await self.get(request, target)
+            if method == "PUT":
+                return await self.update(request, target)
+            if method == "PATCH":
+                return await self.patch(request, target)
+            if method == "DELETE" and not target.subresource:
+                return await self.delete(request, target)
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested "
+                                      "resource")
+
+    # -- encoding --------------------------------------------------------------------------------
+
+    def respond(self, request: web.Request, target: Target, obj: Object,
+                status: int = 200) -> web.Response:
+        if negotiation.wants_table(request.headers.get("Accept")) and status == 200 and (
+                not target.subresource):
+            table = printers.table(target.info.resource, target.info.group, [obj],
+                                   include_object=request.query.get("includeObject", "Metadata"),
+                                   resource_version=obj["metadata"].get("resourceVersion", ""))
+            return json_response(table, content_type=negotiation.TABLE_CONTENT_TYPE)
+        return json_response(obj, status)
+
+    async def body(self, request: web.Request, target: Target) -> Object:
+        raw = await request.read()
+        obj = negotiation.decode_object(raw, request.headers.get("Content-Type"))
+        expected_version = target.info.api_version
+        if target.subresource == "scale" or target.info.resource == "pods" and (
+                target.subresource in ("binding", "eviction")):
+            return obj
+        if obj.get("apiVersion") not in (None, "", expected_version):
+            raise errors.BadRequest(f"the API version in the data ({obj['apiVersion']}) does not "
+                                    f"match the expected API version ({expected_version})")
+        if obj.get("kind") not in (None, "", target.info.kind):
+            raise errors.BadRequest(f"the kind in the data ({obj['kind']}) does not match the "
+                                    f"expected kind ({target.info.kind})")
+        return obj
+
+    # -- verbs -----------------------------------------------------------------------------------
+
+    async def get(self, request: web.Request, target: Target) -> web.Response:
+        obj = await self.store(target).get(target.namespace, target.name,
+                                           resource_version=request.query.get(
+                                               "resourceVersion", ""))
+        return self.respond(request, target, obj)
+
+    async def list(self, request: web.Request, target: Target) -> web.Response:
+        page = await self.store(target).list(target.namespace, list_options(request))
+        if negotiation.wants_table(request.headers.get("Accept")):
+            table = printers.table(target.info.resource, target.info.group, page.items,
+                                   include_object=request.query.get("includeObject", "Metadata"),
+                                   resource_version=page.resource_version,
+                                   continue_token=page.continue_token)
+            return json_response(table, content_type=negotiation.TABLE_CONTENT_TYPE)
+        metadata: Object = {"resourceVersion": page.resource_version}
+        if page.continue_token:
+            metadata["continue"] = page.continue_token
+            if page.remaining is not None:
+                metadata["remainingItemCount"] = page.remaining
+        return json_response({"kind": f"{target.info.kind}List",
+                              "apiVersion": target.info.api_version,
+                              "metadata": metadata, "items": page.items})
+
+    async def create(self, request: web.Request, target: Target) -> web.Response:
+        obj = await self.body(request, target)
+        created = await self.store(target).create(target.namespace, obj,
+                                                  dry_run=dry_run(request))
+        return json_response(created, 201)
+
+    async def update(self, request: web.Request, target: Target) -> web.Response:
+        obj = await self.body(request, target)
+        updated, created = await self.store(target).update(
+            target.namespace, target.name, obj, subresource=target.subresource,
+            dry_run=dry_run(request))
+        return json_response(updated, 201 if created else 200)
+
+    async def patch(self, request: web.Request, target: Target) -> web.Response:
+        patch_type, parsed = negotiation.decode_patch(await request.read(),
+                                                      request.headers.get("Content-Type"))
+        store = self.store(target)
+        if patch_type == negotiation.APPLY_PATCH:
+            return await self.apply(request, target, parsed)
+        info = target.info
+
+        async def mutate(current: Object) -> Object:
+            patched = apply_patch(patch_type, current, parsed, info)
+            return store.prepare_update(current, patched, target.subresource)
+
+        updated = await store.guaranteed_update(target.namespace, target.name, mutate,
+                                                dry_run=dry_run(request))
+        return self.respond(request, target, updated)
+
+    async def apply(self, request: web.Request, target: Target, applied: Object) -> web.Response:
+        """Server-side apply: create when absent, otherwise merge the applied configuration."""
+        if not request.query.get("fieldManager"):
+            raise errors.BadRequest("PATCH requests with application/apply-patch+yaml require "
+                                    "a fieldManager query parameter")
+        store = self.store(target)
+        name = (applied.get("metadata") or {}).get("name")
+        if name and name != target.name:
+            raise errors.BadRequest(f"the name of the object ({name}) does not match the name "
+                                    f"on the URL ({target.name})")
+        try:
+            await store.get(target.namespace, target.name)
+        except errors.NotFound:
+            applied.setdefault("metadata", {})["name"] = target.name
+            created = await store.create(target.namespace, applied, dry_run=dry_run(request))
+            return json_response(created, 201)
+        info = target.info
+
+        async def mutate(current: Object) -> Object:
+            merged = apply_patch(negotiation.STRATEGIC_PATCH, current, applied, info)
+            return store.prepare_update(current, merged, target.subresource)
+
+        updated = await store.guaranteed_update(target.namespace, target.name, mutate,
+                                                dry_run=dry_run(request))
+        return json_response(updated)
+
+    async def delete(self, request: web.Request, target: Target) -> web.Response:
+        options = await delete_options(request)
+        obj, deleted_now = await self.store(target).delete(
+            target.namespace, target.name, options, dry_run=dry_run(request))
+        if deleted_now and target.info.resource != "pods":
+            return json_response({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": target.name, "group": target.info.group,
+                            "kind": target.info.resource,
+                            "uid": obj["metadata"].get("uid", "")}})
+        return json_response(obj)
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        options = await delete_options(request)
+        store = self.store(target)
+        page = await store.list(target.namespace, list_options(request))
+        deleted = []
+        for item in page.items:
+            meta = item["metadata"]
+            try:
+                obj, _ = await store.delete(meta.get("namespace", ""), meta["name"], options,
+                                            dry_run=dry_run(request))
+            except errors.NotFound:
+                continue
+            deleted.append(obj)
+        return json_response({"kind": f"{target.info.kind}List",
+                              "apiVersion": target.info.api_version,
+                              "metadata": {"resourceVersion": page.resource_version},
+                              "items": deleted})
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        store = self.store(target)
+        opts = list_options(request)
+        timeout = request.query.get("timeoutSeconds")
+        try:
+            watcher = store.watch(target.namespace, opts)
+        except errors.Expired as exc:  # as Kubernetes' watch cache: a stream with one ERROR
+            return await _error_stream(request, exc)
+        table = negotiation.wants_table(request.headers.get("Accept"))
+        response = web.StreamResponse(headers={
+            "Content-Type": negotiation.TABLE_CONTENT_TYPE if table else "application/json",
+            "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        bookmarks = _query_bool(request, "allowWatchBookmarks")
+        try:
+            await asyncio.wait_for(
+                _stream(response, watcher, target, table, bookmarks, store),
+                float(timeout) if timeout else None)
+        except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            watcher.close()
+        return response
+
+
+def apply_patch(patch_type: str, current: Object, parsed: Any, info: ResourceInfo) -> Object:
+    """The object `current` becomes under `parsed` of `patch_type` (a 4xx when it cannot)."""
+    if patch_type == negotiation.JSON_PATCH:
+        result = patch.apply_json_patch(current, parsed)
+    elif patch_type == negotiation.MERGE_PATCH:
+        result = patch.apply_merge_patch(current, parsed)
+    else:
+        schema = patch.schema_for(info.group, info.version, info.kind)
+        if schema is None:
+            raise errors.UnsupportedMediaType(
+                "strategic merge patch is not supported for this kind; use merge patch")
+        result = patch.apply_strategic_merge_patch(current, parsed, schema)
+    if not isinstance(result, dict):
+        raise errors.BadRequest("the patch produced something that is not an object")
+    return result
+
+
+async def delete_options(request: web.Request) -> Object:
+    raw = await request.read()
+    options: Object = {}
+    if raw.strip():
+        decoded = negotiation.decode_json(raw)
+        if not isinstance(decoded, dict):
+            raise errors.BadRequest("DeleteOptions must be an object")
+        options = decoded
+    query = request.query
+    if "gracePeriodSeconds" in query:
+        try:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        except ValueError:
+            raise errors.BadRequest("invalid gracePeriodSeconds") from None
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    if query.get("orphanDependents") == "true" or options.get("orphanDependents") is True:
+        options.setdefault("propagationPolicy", "Orphan")
+    return options
+
+
+def _event_object(kind: str, obj: Object, target: Target, table: bool,
+                  first: bool) -> Object:
+    if not table:
+        return obj
+    t = printers.table(target.info.resource, target.info.group, [obj],
+                       resource_version=obj["metadata"].get("resourceVersion", ""))
+    if not first:
+        t["columnDefinitions"] = []
+    return t
+
+
+async def _stream(response: web.StreamResponse, watcher: Any, target: Target, table: bool,
+                  bookmarks: bool, store: Store) -> None:
+    first = True
+    events = watcher.__aiter__()
+    while True:
+        try:
+            event = await asyncio.wait_for(events.__anext__(), BOOKMARK_INTERVAL)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if bookmarks:
+                mark = {"type": "BOOKMARK", "object": {
+                    "kind": target.info.kind, "apiVersion": target.info.api_version,
+                    "metadata": {"resourceVersion": str(store.cache.revision)}}}
+                await response.write(json.dumps(mark).encode() + b"\n")
+            continue
+        obj = _event_object(event.type, event.object, target, table, first)
+        first = False
+        line = json.dumps({"type": event.type, "object": obj}, separators=(",", ":"))
+        await response.write(line.encode() + b"\n")
+
+
+async def _error_stream(request: web.Request, exc: errors.APIError) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")
+    await response.write_eof()
+    return response
