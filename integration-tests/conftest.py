@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from harness import NodeEnv, Pods, remove_sandboxes
+from harness import Kubectl, NodeEnv, Pods, remove_sandboxes
 
 from agent.images import build
 from cri.runtime import RuntimeClient
 from pinnace.local import cleanup
+from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.containerd import Containerd
 from pinnace.local.etcd import Etcd
 from pinnace.local.node import Node
@@ -140,3 +141,20 @@ async def node_cri(node: NodeEnv) -> AsyncIterator[RuntimeClient]:
             yield rt
         finally:
             await remove_sandboxes(rt)
+
+
+@pytest.fixture(scope="session")
+def apiserver(workdir: Path, etcd: Etcd) -> Iterator[APIServerProcess]:
+    """`pinnace apiserver` over the session's etcd (PKI made on first start)."""
+    server = APIServerProcess(workdir / "apiserver", etcd.endpoint)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kubectl(apiserver: APIServerProcess, tmp_path: Path) -> Kubectl:
+    """The real kubectl, with the admin kubeconfig and a fresh discovery cache."""
+    return Kubectl(apiserver.kubeconfig, tmp_path / "kube-cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -53,3 +54,29 @@ async def remove_sandboxes(rt: RuntimeClient) -> None:
     for sandbox in await rt.list_pod_sandbox(selector):
         await rt.stop_pod_sandbox(sandbox.id)
         await rt.remove_pod_sandbox(sandbox.id)
+
+
+class Kubectl:
+    """Runs the real kubectl against our apiserver; `run` returns the completed process."""
+
+    def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.cache_dir = cache_dir
+
+    def run(self, *args: str, input: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir),
+             *args], capture_output=True, text=True, input=input, timeout=timeout)
+
+    def __call__(self, *args: str, input: str | None = None) -> str:
+        """Run kubectl and return stdout; fail the test with stderr when it exits non-zero."""
+        result = self.run(*args, input=input)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def fails(self, *args: str, input: str | None = None) -> str:
+        """Run kubectl expecting failure; return stderr."""
+        result = self.run(*args, input=input)
+        assert result.returncode != 0, f"kubectl {' '.join(args)} succeeded: {result.stdout}"
+        return result.stderr
