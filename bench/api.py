@@ -1,0 +1,196 @@
+"""API server benchmark against raw etcd, in one run on this machine.
+
+Starts a private etcd and `pinnace apiserver`, then measures, each beside the physical limit of
+the same operation done directly on etcd with the same gRPC stubs and concurrency:
+  create pod at concurrency 1 and 32 (throughput, p50/p99)  vs  raw etcd create transactions
+  get pod (p50/p99)                                          vs  raw etcd range
+  list 5000 pods (p50/p99 of 5 lists)                        vs  raw etcd range of 5000 keys
+  watch delivery to 200 watchers (write -> receipt p50/p99)
+  apiserver RSS with 5000 pods
+Run as root: `.venv/bin/python bench/api.py [--pods 5000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from controlplane.apiserver.storage.etcd import EtcdStorage
+from pinnace.local.apiserver import APIServerProcess
+from pinnace.local.etcd import Etcd
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def pod(name: str) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": {"containers": [{"name": "c", "image": "localhost/busybox:1",
+                                     "command": ["sleep", "3600"]}]}}
+
+
+async def timed(concurrency: int, count: int,
+                op: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
+    """Run op(i) for i < count with `concurrency` workers; return (ops/s, latencies)."""
+    latencies: list[float] = []
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for i in queue:
+            t0 = time.perf_counter()
+            await op(i)
+            latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start), latencies
+
+
+def line(name: str, rate: float | None, lat: list[float], limit_rate: float | None = None,
+         limit_lat: list[float] | None = None) -> str:
+    text = f"{name:<34}"
+    if rate is not None:
+        text += f" {rate:8.0f}/s"
+    text += f"  p50 {pct(lat, 50) * 1e3:7.2f} ms  p99 {pct(lat, 99) * 1e3:7.2f} ms"
+    if limit_rate is not None and rate is not None:
+        text += f"  | raw etcd {limit_rate:8.0f}/s  ratio {rate / limit_rate:5.2f}"
+    if limit_lat is not None:
+        text += f"  | raw etcd p50 {pct(limit_lat, 50) * 1e3:.2f} ms"
+    return text
+
+
+def rss_mb(pid: int) -> float:
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1]) / 1024
+    return 0.0
+
+
+async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> None:
+    raw = EtcdStorage([etcd.endpoint])
+    ctx: ssl.SSLContext = api.ssl_context()
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=64)
+    async with aiohttp.ClientSession(connector=connector, base_url=api.url) as http:
+        async def api_create(prefix: str) -> Callable[[int], Awaitable[None]]:
+            async def op(i: int) -> None:
+                async with http.post("/api/v1/namespaces/default/pods",
+                                     json=pod(f"{prefix}-{i}")) as r:
+                    assert r.status == 201, await r.text()
+            return op
+
+        def raw_create(prefix: str) -> Callable[[int], Awaitable[None]]:
+            async def op(i: int) -> None:
+                await raw.create(f"/registry/rawbench/{prefix}-{i}", pod(f"{prefix}-{i}"))
+            return op
+
+        print(f"pinnace apiserver vs raw etcd on this machine ({args.pods} pods)")
+        for concurrency in (1, 32):
+            n = 500 if concurrency == 1 else 2000
+            limit_rate, _ = await timed(concurrency, n, raw_create(f"c{concurrency}"))
+            rate, lat = await timed(concurrency, n, await api_create(f"c{concurrency}"))
+            print(line(f"create pod, concurrency {concurrency}", rate, lat, limit_rate))
+
+        async def api_get(i: int) -> None:
+            async with http.get("/api/v1/namespaces/default/pods/c1-7") as r:
+                await r.read()
+
+        async def raw_get(i: int) -> None:
+            await raw.get("/registry/rawbench/c1-7")
+
+        _, raw_lat = await timed(1, 500, raw_get)
+        _, lat = await timed(1, 500, api_get)
+        print(line("get pod", None, lat, None, raw_lat))
+
+        existing = 2500
+        rate, _ = await timed(32, max(0, args.pods - existing), await api_create("fill"))
+        lists, raw_lists = [], []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            async with http.get("/api/v1/namespaces/default/pods") as r:
+                body = await r.read()
+            lists.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await raw.list("/registry/pods/default/")
+            raw_lists.append(time.perf_counter() - t0)
+        count = len(json.loads(body)["items"])
+        print(line(f"list {count} pods", None, lists, None, raw_lists))
+        print(f"{'apiserver RSS':<34} {rss_mb(api.process.pid or 0):8.0f} MB with {count} pods")
+
+        watchers = 200
+        received: list[list[float]] = [[] for _ in range(watchers)]
+        sent: dict[str, float] = {}
+        ready = asyncio.Event()
+        started = 0
+
+        watch_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=watchers + 8), base_url=api.url)
+
+        async def watch(slot: int) -> None:
+            nonlocal started
+            rv = json.loads(body)["metadata"]["resourceVersion"]
+            url = (f"/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
+                   "&timeoutSeconds=60")
+            async with watch_http.get(url, timeout=aiohttp.ClientTimeout(total=90)) as r:
+                started += 1
+                if started == watchers:
+                    ready.set()
+                async for raw_line in r.content:
+                    event = json.loads(raw_line)
+                    name = event["object"]["metadata"]["name"]
+                    if name in sent:
+                        received[slot].append(time.perf_counter() - sent[name])
+                    if name == "last":
+                        return
+
+        tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
+        await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.sleep(0.5)
+        for i in range(20):
+            name = f"w{i}" if i < 19 else "last"
+            sent[name] = time.perf_counter()
+            async with http.post("/api/v1/namespaces/default/configmaps",
+                                 json={"metadata": {"name": name}}) as r:
+                assert r.status == 201
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await watch_http.close()
+        delivery = [d for slot in received for d in slot]
+        print(line(f"watch delivery to {watchers} watchers", None, delivery) +
+              f"  ({len(delivery)} deliveries, mean {statistics.mean(delivery) * 1e3:.1f} ms)")
+    await raw.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=5000)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="pn-bench-api-", dir="/tmp"))
+    etcd = Etcd(base / "etcd")
+    api = APIServerProcess(base / "api", etcd.endpoint, extra=("--v", "0"))
+    try:
+        etcd.start()
+        api.start()
+        asyncio.run(run(args, etcd, api))
+    finally:
+        api.stop()
+        etcd.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
