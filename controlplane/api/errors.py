@@ -162,6 +162,12 @@ class InternalError(APIError):
     code, reason = 500, "InternalError"
 
 
+class Unknown(APIError):
+    """A plain server-side failure Kubernetes passes on without a reason (500, reason "")."""
+
+    code, reason = 500, ""
+
+
 class ServiceUnavailable(APIError):
     code, reason = 503, "ServiceUnavailable"
 

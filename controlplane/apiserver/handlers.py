@@ -16,7 +16,8 @@ from aiohttp import web
 
 from controlplane.api import errors, patch
 from controlplane.api.selectors import FieldSelector, LabelSelector
-from controlplane.apiserver import negotiation, printers
+from controlplane.apiserver import fieldmanagement as fm
+from controlplane.apiserver import negotiation, printers, typecheck
 from controlplane.apiserver.registry.resources import ResourceInfo, lookup
 from controlplane.apiserver.registry.store import ListOptions, Store
 from controlplane.apiserver.registry.subresources import Subresources
@@ -41,18 +42,19 @@ def parse_target(group: str, version: str, segments: list[str]) -> Target:
             raise errors.NotFound("the server could not find the requested resource")
         return info
 
+    target: Target | None = None
     if len(segments) >= 3 and segments[0] == "namespaces":
         info = lookup(group, version, segments[2])
         if info is not None and info.namespaced:
             if len(segments) > 5:
                 raise errors.NotFound("the server could not find the requested resource")
-            return Target(info, segments[1], *(segments[3:5] + ["", ""])[:2])
-    if not segments or len(segments) > 3:
-        raise errors.NotFound("the server could not find the requested resource")
-    info = resource(segments[0])
-    rest = segments[1:] + ["", ""]
-    target = Target(info, "", rest[0], rest[1])
-    if target.subresource and info.subresource(target.subresource) is None:
+            target = Target(info, segments[1], *(segments[3:5] + ["", ""])[:2])
+    if target is None:
+        if not segments or len(segments) > 3:
+            raise errors.NotFound("the server could not find the requested resource")
+        rest = segments[1:] + ["", ""]
+        target = Target(resource(segments[0]), "", rest[0], rest[1])
+    if target.subresource and target.info.subresource(target.subresource) is None:
         raise errors.NotFound("the server could not find the requested resource")
     return target
 
@@ -61,7 +63,7 @@ def _query_bool(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("true", "1")
 
 
-def list_options(request: web.Request) -> ListOptions:
+def list_options(request: web.Request, info: ResourceInfo) -> ListOptions:
     query = request.query
     opts = ListOptions(resource_version=query.get("resourceVersion", ""),
                        continue_token=query.get("continue", ""))
@@ -69,12 +71,27 @@ def list_options(request: web.Request) -> ListOptions:
         opts.label_selector = LabelSelector.parse(query["labelSelector"])
     if query.get("fieldSelector"):
         opts.field_selector = FieldSelector.parse(query["fieldSelector"])
+        _check_field_labels(opts.field_selector, info)
     if query.get("limit"):
         try:
             opts.limit = max(0, int(query["limit"]))
         except ValueError:
             raise errors.BadRequest(f"invalid limit: {query['limit']!r}") from None
     return opts
+
+
+def _check_field_labels(selector: FieldSelector, info: ResourceInfo) -> None:
+    """Refuse field labels the kind cannot select on, in kube-apiserver's words: kinds with
+    selectable fields of their own convert labels themselves, the rest use the default that
+    knows only the metadata fields."""
+    supported = info.strategy.field_set({"metadata": {}})
+    for label in sorted(selector.fields()):
+        if label in supported:
+            continue
+        if info.strategy.selectable_fields:
+            raise errors.BadRequest(f"field label not supported: {label}")
+        raise errors.BadRequest(f'"{label}" is not a known field selector: only '
+                                '"metadata.name", "metadata.namespace"')
 
 
 def dry_run(request: web.Request) -> bool:
@@ -140,7 +157,8 @@ class ResourceHandler:
             return json_response(table, content_type=negotiation.TABLE_CONTENT_TYPE)
         return json_response(obj, status)
 
-    async def body(self, request: web.Request, target: Target) -> Object:
+    async def body(self, request: web.Request, target: Target,
+                   options: str = "CreateOptions") -> Object:
         raw = await request.read()
         obj = negotiation.decode_object(raw, request.headers.get("Content-Type"))
         expected_version = target.info.api_version
@@ -153,6 +171,9 @@ class ResourceHandler:
         if obj.get("kind") not in (None, "", target.info.kind):
             raise errors.BadRequest(f"the kind in the data ({obj['kind']}) does not match the "
                                     f"expected kind ({target.info.kind})")
+        info = target.info
+        typecheck.decode_body(info.group, info.version, info.kind, obj)
+        fm.validate_fields(request, info, obj, raw, options)
         return obj
 
     # -- verbs -----------------------------------------------------------------------------------
@@ -164,7 +185,7 @@ class ResourceHandler:
         return self.respond(request, target, obj)
 
     async def list(self, request: web.Request, target: Target) -> web.Response:
-        page = await self.store(target).list(target.namespace, list_options(request))
+        page = await self.store(target).list(target.namespace, list_options(request, target.info))
         if negotiation.wants_table(request.headers.get("Accept")):
             table = printers.table(target.info.resource, target.info.group, page.items,
                                    include_object=request.query.get("includeObject", "Metadata"),
@@ -182,16 +203,18 @@ class ResourceHandler:
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
         obj = await self.body(request, target)
+        obj = fm.record_update(target.info, None, obj, fm.manager_of(request))
         created = await self.store(target).create(target.namespace, obj,
                                                   dry_run=dry_run(request))
-        return json_response(created, 201)
+        return fm.add_warnings(request, json_response(created, 201))
 
     async def update(self, request: web.Request, target: Target) -> web.Response:
-        obj = await self.body(request, target)
+        obj = await self.body(request, target, "UpdateOptions")
+        info, manager, sub = target.info, fm.manager_of(request), target.subresource
         updated, created = await self.store(target).update(
-            target.namespace, target.name, obj, subresource=target.subresource,
-            dry_run=dry_run(request))
-        return json_response(updated, 201 if created else 200)
+            target.namespace, target.name, obj, subresource=sub, dry_run=dry_run(request),
+            manage=lambda live, new: fm.record_update(info, live, new, manager, sub))
+        return fm.add_warnings(request, json_response(updated, 201 if created else 200))
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         patch_type, parsed = negotiation.decode_patch(await request.read(),
@@ -199,10 +222,14 @@ class ResourceHandler:
         store = self.store(target)
         if patch_type == negotiation.APPLY_PATCH:
             return await self.apply(request, target, parsed)
-        info = target.info
+        info, manager = target.info, fm.manager_of(request)
+        fm.validate_directive(request)
 
         async def mutate(current: Object) -> Object:
             patched = apply_patch(patch_type, current, parsed, info)
+            check_patched(patched, target)
+            fm.prune(info, patched)
+            patched = fm.record_update(info, current, patched, manager, target.subresource)
             return store.prepare_update(current, patched, target.subresource)
 
         updated = await store.guaranteed_update(target.namespace, target.name, mutate,
@@ -211,24 +238,33 @@ class ResourceHandler:
 
     async def apply(self, request: web.Request, target: Target, applied: Object) -> web.Response:
         """Server-side apply: create when absent, otherwise merge the applied configuration."""
-        if not request.query.get("fieldManager"):
-            raise errors.BadRequest("PATCH requests with application/apply-patch+yaml require "
-                                    "a fieldManager query parameter")
+        manager = fm.manager_of(request, required=True)
+        force = _query_bool(request, "force")
         store = self.store(target)
+        info = target.info
+        for field, what, expected in (("kind", "kind", info.kind),
+                                      ("apiVersion", "version", info.api_version)):
+            given = applied.get(field) if isinstance(applied.get(field), str) else ""
+            if given != expected:
+                raise errors.BadRequest(f"Incorrect {what} specified in apply patch. Specified "
+                                        f"patch {what}: {given}, expected: {expected}")
+        typecheck.decode_body(info.group, info.version, info.kind, applied)
         name = (applied.get("metadata") or {}).get("name")
         if name and name != target.name:
             raise errors.BadRequest(f"the name of the object ({name}) does not match the name "
                                     f"on the URL ({target.name})")
+        fm.validate_fields(request, info, applied, b"", "PatchOptions")
         try:
             await store.get(target.namespace, target.name)
         except errors.NotFound:
             applied.setdefault("metadata", {})["name"] = target.name
-            created = await store.create(target.namespace, applied, dry_run=dry_run(request))
-            return json_response(created, 201)
-        info = target.info
+            new = fm.apply(info, None, applied, manager, force, target.subresource)
+            created = await store.create(target.namespace, new, dry_run=dry_run(request))
+            return fm.add_warnings(request, json_response(created, 201))
 
         async def mutate(current: Object) -> Object:
-            merged = apply_patch(negotiation.STRATEGIC_PATCH, current, applied, info)
+            merged = fm.apply(info, current, applied, manager, force, target.subresource)
+            check_patched(merged, target)
             return store.prepare_update(current, merged, target.subresource)
 
         updated = await store.guaranteed_update(target.namespace, target.name, mutate,
@@ -250,7 +286,7 @@ class ResourceHandler:
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         options = await delete_options(request)
         store = self.store(target)
-        page = await store.list(target.namespace, list_options(request))
+        page = await store.list(target.namespace, list_options(request, target.info))
         deleted = []
         for item in page.items:
             meta = item["metadata"]
@@ -267,7 +303,7 @@ class ResourceHandler:
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         store = self.store(target)
-        opts = list_options(request)
+        opts = list_options(request, target.info)
         timeout = request.query.get("timeoutSeconds")
         try:
             watcher = store.watch(target.namespace, opts)
@@ -308,6 +344,21 @@ def apply_patch(patch_type: str, current: Object, parsed: Any, info: ResourceInf
     return result
 
 
+def check_patched(patched: Object, target: Target) -> None:
+    """What kube-apiserver checks of a patch's result before the update: it decodes as the
+    kind (422 on the field `patch`) and still names the object of the URL (400)."""
+    info = target.info
+    typecheck.decode_patched(info.group, info.version, info.kind, patched)
+    metadata = patched.get("metadata") or {}
+    name = metadata.get("name") or ""
+    if name != target.name:
+        raise errors.BadRequest(f"the name of the object ({name}) does not match the name on "
+                                f"the URL ({target.name})")
+    if info.namespaced and metadata.get("namespace") not in (None, "", target.namespace):
+        raise errors.BadRequest("the namespace of the provided object does not match the "
+                                "namespace sent on the request")
+
+
 async def delete_options(request: web.Request) -> Object:
     raw = await request.read()
     options: Object = {}
@@ -315,6 +366,10 @@ async def delete_options(request: web.Request) -> Object:
         decoded = negotiation.decode_json(raw)
         if not isinstance(decoded, dict):
             raise errors.BadRequest("DeleteOptions must be an object")
+        error = typecheck.decode_as("meta.DeleteOptions", decoded)
+        if error:
+            raise errors.BadRequest(f"DeleteOptions in version \"v1\" cannot be handled as a "
+                                    f"DeleteOptions: {error}")
         options = decoded
     query = request.query
     if "gracePeriodSeconds" in query:

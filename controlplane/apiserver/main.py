@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -18,7 +19,9 @@ from pathlib import Path
 from aiohttp import web
 
 from controlplane.apiserver import authn, pki
+from controlplane.apiserver.registry.allocator import parse_port_range
 from controlplane.apiserver.server import APIServer
+from controlplane.apiserver.storage.compactor import Compactor
 from controlplane.apiserver.storage.etcd import EtcdStorage
 
 log = logging.getLogger("pinnace.apiserver")
@@ -37,10 +40,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-private-key-file", type=Path)
     p.add_argument("--client-ca-file", type=Path)
     p.add_argument("--token-auth-file", type=Path)
+    p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
+                   help="seconds between compactions of etcd's history (0: never)")
     p.add_argument("--max-requests-inflight", type=int, default=400)
     p.add_argument("--max-mutating-requests-inflight", type=int, default=200)
+    p.add_argument("--service-cluster-ip-range", type=_cidr, default="10.96.0.0/12",
+                   help="the CIDR ClusterIPs of services come from (its first IP: `kubernetes`)")
+    p.add_argument("--service-node-port-range", type=_port_range, default="30000-32767",
+                   help="the ports NodePorts of services come from (both ends included)")
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     return p
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port_range(text: str) -> str:
+    try:
+        first, last = parse_port_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{first}-{last}"
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -59,15 +83,22 @@ async def serve(args: argparse.Namespace) -> None:
     storage = EtcdStorage(args.etcd_servers.split(","))
     api = APIServer(storage, tokens=tokens, server_address=f"{advertise}:{args.secure_port}",
                     max_read=args.max_requests_inflight,
-                    max_write=args.max_mutating_requests_inflight)
+                    max_write=args.max_mutating_requests_inflight,
+                    service_cluster_ip_range=args.service_cluster_ip_range,
+                    service_node_port_range=args.service_node_port_range)
     await api.start()
+    compactor = Compactor(storage, interval=args.etcd_compaction_interval)
+    if args.etcd_compaction_interval > 0:
+        compactor.start()
     runner = web.AppRunner(api.app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.bind_address, args.secure_port,
                        ssl_context=pki.ssl_server_context(cert, key, client_ca),
                        shutdown_timeout=1)
     await site.start()
-    log.info("serving on %s (etcd %s)", server_url, args.etcd_servers)
+    log.info("serving on %s (etcd %s) service-cluster-ip-range=%s service-node-port-range=%s",
+             server_url, args.etcd_servers, args.service_cluster_ip_range,
+             args.service_node_port_range)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,6 +106,7 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()
+    await compactor.stop()
     await api.stop()
     await storage.close()
 

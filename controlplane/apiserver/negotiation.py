@@ -3,12 +3,15 @@ into JSON dicts; Accept headers asking for a meta.k8s.io Table recognised.
 
 Clients are lax (the Python client sends no Content-Type; kubectl's DeleteOptions carry no
 kind), so a missing Content-Type means JSON and missing kind/apiVersion are filled from the URL
-by the handler. Every decoding failure is a 400 with a message naming the problem.
+by the handler. Every decoding failure is a 400 with a message naming the problem. What decodes
+is plain JSON data, as Go would have it: no NaN or Infinity, YAML timestamps kept as strings and
+map keys as strings, and at most MAX_DEPTH levels deep (the registry's code recurses).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import yaml
@@ -16,6 +19,7 @@ import yaml
 from controlplane.api import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
+MAX_DEPTH = 100  # nesting of objects and arrays; built-in kinds stay far below it
 JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -35,19 +39,92 @@ def media_type(content_type: str | None) -> str:
     return content_type.split(";", 1)[0].strip().lower() or JSON
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"invalid character {constant[0]!r} looking for beginning of value")
+
+
 def decode_json(body: bytes, what: str = "json") -> Any:
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(body, parse_constant=_not_json)
+    except RecursionError:
+        raise errors.BadRequest(f"couldn't get version/kind; {what} parse error: exceeded max "
+                                "depth") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise errors.BadRequest(f"couldn't get version/kind; {what} parse error: {exc}") from None
+    _check_depth(value, what)
+    return value
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as sigs.k8s.io/yaml reads it into JSON: timestamps stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 def decode_yaml(body: bytes) -> Any:
     try:
-        return yaml.safe_load(body.decode())
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        value = yaml.load(body.decode(), Loader=_Loader)  # _Loader is a SafeLoader
+        value = _json_data(value, [4 * len(body) + 1000])
+    except RecursionError:
+        raise errors.BadRequest("couldn't get version/kind; yaml parse error: exceeded max "
+                                "depth") from None
+    except (UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
         detail = str(exc).replace("\n", " ")
         raise errors.BadRequest(f"couldn't get version/kind; yaml parse error: {detail}") from None
+    _check_depth(value, "yaml")
+    return value
+
+
+def _json_data(value: Any, budget: list[int]) -> Any:
+    """`value` (from YAML) as JSON data: string keys, lists, finite numbers, text.
+
+    `budget` counts down the nodes built; aliases that expand past it are refused, as Go's YAML
+    refuses "excessive aliasing" (a few bytes of anchors can otherwise name billions of nodes).
+    """
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("yaml: document contains excessive aliasing")
+    if isinstance(value, dict):
+        return {_json_key(k): _json_data(v, budget) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_data(v, budget) for v in value]
+    if isinstance(value, set):
+        return {_json_key(k): None for k in value}
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"json: unsupported value: {value}")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def _json_key(key: Any) -> str:
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, str | int | float):
+        return str(key)
+    raise ValueError(f"yaml: invalid map key: {key!r}")
+
+
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH (without recursing ourselves)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(
+            node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            raise errors.BadRequest(f"couldn't get version/kind; {what} parse error: exceeded "
+                                    f"max depth of {MAX_DEPTH}")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def decode_object(body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -86,13 +163,18 @@ def decode_patch(body: bytes, content_type: str | None) -> tuple[str, Any]:
             raise errors.BadRequest("error decoding YAML: the apply patch is not an object")
         return kind, parsed
     parsed = decode_json(body)
-    if kind == JSON_PATCH and not isinstance(parsed, list):
-        raise errors.BadRequest("json: cannot unmarshal object into Go value of type "
-                                "jsonpatch.Patch")
-    if kind != JSON_PATCH and not isinstance(parsed, dict):
-        raise errors.BadRequest("json: cannot unmarshal non-object into Go value of type "
-                                "map[string]interface {}")
+    # `null` decodes in Go (to no patch); the patch functions give it kube-apiserver's meaning.
+    expected, go_type = (list, "jsonpatch.Patch") if kind == JSON_PATCH else (
+        dict, "map[string]interface {}")
+    if parsed is not None and not isinstance(parsed, expected):
+        raise errors.BadRequest(f"json: cannot unmarshal {_json_kind(parsed)} into Go value of "
+                                f"type {go_type}")
     return kind, parsed
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "bool"}
+    return kinds.get(type(value), "number")
 
 
 def wants_table(accept: str | None) -> bool:

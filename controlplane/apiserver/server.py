@@ -2,7 +2,8 @@
 
 Request path: limits (body size, in-flight, timeout) -> authentication -> metrics -> route ->
 handler; any `APIError` becomes its Status, an unknown path 404, anything unexpected a logged
-500. On start it opens one watch cache per resource and creates the default namespaces.
+500. On start it opens one watch cache per resource and creates the default namespaces and the
+`kubernetes` service. Services get their ClusterIPs and NodePorts from the ranges given here.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from controlplane.api import errors
-from controlplane.apiserver import authn, discovery
+from controlplane.apiserver import authn, discovery, kubernetes_service
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.handlers import ResourceHandler, json_response
+from controlplane.apiserver.registry.allocator import IPAllocator, PortAllocator
 from controlplane.apiserver.registry.resources import RESOURCES, ResourceInfo
+from controlplane.apiserver.registry.service_alloc import ServiceAllocation
 from controlplane.apiserver.registry.store import Store
 from controlplane.apiserver.storage.cacher import WatchCache
 from controlplane.apiserver.storage.interface import Storage, StorageError
@@ -69,7 +72,9 @@ class APIServer:
 
     def __init__(self, storage: Storage, *, tokens: authn.TokenFile | None = None,
                  authenticate: bool = True, server_address: str = "127.0.0.1:6443",
-                 max_read: int = 400, max_write: int = 200) -> None:
+                 max_read: int = 400, max_write: int = 200,
+                 service_cluster_ip_range: str = "10.96.0.0/12",
+                 service_node_port_range: str = "30000-32767") -> None:
         self.storage = storage
         self.tokens = tokens
         self.authenticate = authenticate
@@ -82,6 +87,9 @@ class APIServer:
         self.admission = Admission(self.caches["/registry/namespaces/"])
         for store in self.stores.values():
             store.admit = self.admission
+        self.service_ips = IPAllocator(storage, service_cluster_ip_range)
+        self.node_ports = PortAllocator(storage, service_node_port_range)
+        self._store("", "services").hooks = ServiceAllocation(self.service_ips, self.node_ports)
         self.resources = ResourceHandler(self.stores)
         self.metrics = Metrics()
         self._reads = asyncio.Semaphore(max_read)
@@ -99,14 +107,26 @@ class APIServer:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.caches.values()))
 
+    def _store(self, group: str, resource: str) -> Store:
+        return next(s for i, s in self.stores.items() if (i.group, i.resource) == (group, resource))
+
     async def bootstrap(self) -> None:
-        """Create the default namespaces when they are missing (idempotent, safe in HA)."""
-        namespaces = next(s for i, s in self.stores.items() if i.resource == "namespaces")
+        """Create the default namespaces and the `kubernetes` service when they are missing
+        (idempotent, safe in HA)."""
+        namespaces = self._store("", "namespaces")
         for name in DEFAULT_NAMESPACES:
             try:
                 await namespaces.create("", {"metadata": {"name": name}})
             except errors.AlreadyExists:
                 pass
+        # Admission (NamespaceLifecycle) reads namespaces from the cache: let it see `default`.
+        default = await namespaces.get("", "default")
+        await namespaces.cache.wait_fresh(int(default["metadata"]["resourceVersion"]))
+        host, _, port = self.server_address.rpartition(":")
+        await kubernetes_service.ensure(
+            self._store("", "services"), self._store("", "endpoints"),
+            self._store("discovery.k8s.io", "endpointslices"),
+            cluster_ip=self.service_ips.first, address=host.strip("[]"), port=int(port))
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._limits, self._authn],

@@ -1,9 +1,138 @@
-"""`pinnace controller-manager` (issue 5; not built yet)."""
+"""`pinnace controller-manager`: the Kubernetes controllers, leader-elected, over the API.
 
+The run script: read flags and the kubeconfig, log the effective configuration, then campaign
+for the Lease kube-system/kube-controller-manager (unless --leader-elect=false) and, while
+leading, run the enabled controllers (`manager.run_controllers`). Losing the lease stops them
+until it is won again. SIGTERM or SIGINT stops everything, releases the lease if we hold it
+(so a standby takes over at once) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import socket
 import sys
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from controlplane.api import errors
+from controlplane.client import kubeconfig
+from controlplane.client.leaderelection import LeaderElector
+from controlplane.client.rest import LEASES, RESTClient
+from controlplane.controllers import manager
+
+log = logging.getLogger("pinnace.controller-manager")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """A Go-style duration ("15s", "500ms", "2m") or plain seconds, in seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinnace controller-manager",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", required=True, help="how to reach the apiserver")
+    p.add_argument("--controllers", default="*",
+                   help="comma-separated controllers: '*' for the defaults, 'foo' to enable, "
+                        "'-foo' to disable; known: "
+                        + ", ".join(r.name for r in manager.REGISTRY))
+    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
+                   metavar="true|false")
+    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0)
+    p.add_argument("--leader-elect-resource-name", default="kube-controller-manager")
+    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    manager.add_flags(p)
+    p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
+    return p
+
+
+async def release_lease(client: RESTClient, namespace: str, name: str, identity: str) -> None:
+    """Give the lease up if we hold it, as client-go's ReleaseOnCancel does."""
+    try:
+        lease = await client.get(LEASES, name, namespace)
+        spec = lease.get("spec") or {}
+        if spec.get("holderIdentity") != identity:
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease["spec"] = dict(spec, holderIdentity=None, leaseDurationSeconds=1, renewTime=now,
+                             acquireTime=now)
+        await client.update(LEASES, lease, namespace)
+        log.info("lease %s/%s released", namespace, name)
+    except errors.APIError as exc:
+        log.info("could not release lease %s/%s: %s", namespace, name, exc)
+
+
+async def run(args: argparse.Namespace) -> None:
+    registrations = manager.enabled(args.controllers.split(","))
+    config = kubeconfig.load(args.kubeconfig)
+    client = RESTClient(config, user_agent="pinnace-controller-manager")
+    identity = f"{socket.gethostname()}_{uuid.uuid4()}"
+    options = vars(args)
+    log.info("controller-manager: apiserver=%s controllers=%s leader-elect=%s identity=%s "
+             "workers=%s", config.server, ",".join(r.name for r in registrations),
+             args.leader_elect, identity,
+             ",".join(f"{r.workers_flag}={options[r.workers_dest]}" for r in registrations))
+
+    async def lead() -> None:
+        await manager.run_controllers(client, registrations, options,
+                                      host=socket.gethostname())
+
+    elector = LeaderElector(client, name=args.leader_elect_resource_name,
+                            namespace=args.leader_elect_resource_namespace, identity=identity,
+                            lease_duration=args.leader_elect_lease_duration,
+                            renew_deadline=args.leader_elect_renew_deadline,
+                            retry_period=args.leader_elect_retry_period)
+    work = asyncio.create_task(elector.run(lead) if args.leader_elect else lead())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+    finally:
+        for task in (work, stopper):
+            task.cancel()
+        results = await asyncio.gather(work, stopper, return_exceptions=True)
+        if args.leader_elect:
+            await release_lease(client, args.leader_elect_resource_namespace,
+                                args.leader_elect_resource_name, identity)
+        await client.close()
+    failure = results[0]
+    if isinstance(failure, Exception):
+        raise failure
 
 
 def main(argv: Sequence[str]) -> int:
-    print("pinnace controller-manager: not built yet (issue 5)", file=sys.stderr)
-    return 1
+    args = parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.v, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run(args))
+    except (ValueError, kubeconfig.KubeconfigError) as exc:
+        print(f"pinnace controller-manager: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -73,6 +73,8 @@ def default_pod_spec(spec: Object) -> None:
 
 def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
     """Every field error of a PodSpec at `path` (e.g. `spec` or `spec.template.spec`)."""
+    if spec is None:  # absent: Go's zero PodSpec, which lacks containers
+        spec = {}
     if not isinstance(spec, dict):
         return [Cause("FieldValueRequired", "Required value", path)]
     causes = required({"containers": spec.get("containers")}, "containers")

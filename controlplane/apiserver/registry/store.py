@@ -1,9 +1,10 @@
 """The generic store: create, get, list, update, patch, delete and watch for every resource.
 
 One fixed pipeline per verb, as Kubernetes' generic registry: system metadata, strategy
-defaults/prepare/validate, admission, then one storage operation (a transaction; updates inside
-`guaranteed_update`). Storage failures become API errors here: a key that exists is 409
-AlreadyExists, a missing one 404, a stale resourceVersion 409 Conflict, etcd away 503.
+defaults/prepare/validate, admission, the resource's `Hooks` if it has any, then one storage
+operation (a transaction; updates inside `guaranteed_update`). Storage failures become API
+errors here: a key that exists is 409 AlreadyExists, a missing one 404, a stale
+resourceVersion 409 Conflict, etcd away 503.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from controlplane.api import errors, meta, validation
 from controlplane.api.selectors import FieldSelector, LabelSelector
+from controlplane.apiserver.registry.hooks import Finish, Hooks, finishing
 from controlplane.apiserver.registry.resources import ResourceInfo
 from controlplane.apiserver.storage import interface as st
 from controlplane.apiserver.storage.cacher import WatchCache, Watcher
@@ -58,11 +60,12 @@ class Store:
     """The verbs of one resource over a `Storage` and its watch cache."""
 
     def __init__(self, info: ResourceInfo, storage: st.Storage, cache: WatchCache,
-                 admit: Admit = _no_admission) -> None:
+                 admit: Admit = _no_admission, hooks: Hooks | None = None) -> None:
         self.info = info
         self.storage = storage
         self.cache = cache
         self.admit = admit
+        self.hooks = hooks
         self.strategy = info.strategy
 
     def __repr__(self) -> str:
@@ -116,22 +119,26 @@ class Store:
             raise self._invalid(str(m.get("name", "")), causes)
         await self.admit("CREATE", self.info, obj, None)
         key = self.info.key(namespace, m["name"])
-        if dry_run:
-            if await self._storage(self.storage.get(key)) is not None:
-                raise errors.AlreadyExists.of(self.info.resource, self.info.group, m["name"])
-            return obj
-        try:
-            return await self._storage(self.storage.create(key, obj))
-        except st.KeyExists:
-            raise errors.AlreadyExists.of(self.info.resource, self.info.group,
-                                          m["name"]) from None
+        finishes: list[Finish] = []
+        if self.hooks is not None:
+            finishes.append(await self._storage(self.hooks.begin_create(obj, dry_run=dry_run)))
+        async with finishing(finishes):
+            if dry_run:
+                if await self._storage(self.storage.get(key)) is not None:
+                    raise errors.AlreadyExists.of(self.info.resource, self.info.group,
+                                                  m["name"])
+                return obj
+            try:
+                return await self._storage(self.storage.create(key, obj))
+            except st.KeyExists:
+                raise errors.AlreadyExists.of(self.info.resource, self.info.group,
+                                              m["name"]) from None
 
     # -- read ------------------------------------------------------------------------------------
 
     async def get(self, namespace: str, name: str, *, resource_version: str = "") -> Object:
         key = self.info.key(namespace, name)
-        if resource_version:
-            await self.cache.wait_fresh(_revision(resource_version))
+        if resource_version and await self._cache_serves(_revision(resource_version)):
             obj = self.cache.get(key)
         else:
             obj = await self._storage(self.storage.get(key))
@@ -157,8 +164,8 @@ class Store:
     async def list(self, namespace: str, opts: ListOptions) -> ListPage:
         predicate = self.predicate(opts)
         prefix = self._prefix(namespace)
-        if opts.resource_version and not opts.continue_token:
-            await self.cache.wait_fresh(_revision(opts.resource_version))
+        if opts.resource_version and not opts.continue_token and await self._cache_serves(
+                _revision(opts.resource_version)):
             cached, cache_revision = self.cache.list(prefix, predicate)
             return ListPage(cached, str(cache_revision))
         revision, start = 0, ""
@@ -172,13 +179,34 @@ class Store:
                     prefix, revision=revision, limit=want, start_key=start))
             except st.Compacted:
                 raise errors.Expired(_CONTINUE_EXPIRED) from None
+            except st.FutureRevision:
+                raise errors.BadRequest("continue key is not valid: the resourceVersion it "
+                                        "names is in the future") from None
             revision = page.revision
             items += [o for o in page.items if predicate(o)]
             start = page.next_key
             if not start or (opts.limit and len(items) >= opts.limit):
                 break
         token = _encode_continue(revision, start, prefix) if start else ""
-        return ListPage(items, str(revision), token, page.remaining if token else None)
+        # With a selector the count of what follows is unknown: Kubernetes omits it then.
+        remaining = page.remaining if token and not (
+            opts.label_selector or opts.field_selector) else None
+        return ListPage(items, str(revision), token, remaining)
+
+    async def _cache_serves(self, revision: int) -> bool:
+        """Whether the watch cache can answer a read not older than `revision`.
+
+        The cache advances only with its own resource's changes, so a revision the store
+        reached through other resources is served by a (consistent) storage read instead;
+        a revision beyond the store's is waited for, then 504, as Kubernetes does.
+        """
+        await self.cache.wait_fresh(0)
+        if self.cache.revision >= revision:
+            return True
+        if revision <= await self._storage(self.storage.current_revision()):
+            return False
+        await self.cache.wait_fresh(revision)
+        return True
 
     def watch(self, namespace: str, opts: ListOptions) -> Watcher:
         revision = _revision(opts.resource_version) if opts.resource_version else 0
@@ -218,6 +246,7 @@ class Store:
             self.strategy.prepare_for_update(new, current)
             result = new
             causes = self._validate_meta(result) + self.strategy.validate_update(result, current)
+            causes += _no_new_finalizers(result, current)
             if self.strategy.has_status and self.strategy.spec_changed(result, current):
                 result["metadata"]["generation"] = int(old_meta.get("generation") or 1) + 1
         if causes:
@@ -225,7 +254,9 @@ class Store:
         return result
 
     async def update(self, namespace: str, name: str, body: Object, *, subresource: str = "",
-                     dry_run: bool = False) -> tuple[Object, bool]:
+                     dry_run: bool = False,
+                     manage: Callable[[Object | None, Object], Object] | None = None,
+                     ) -> tuple[Object, bool]:
         """PUT: replace the object (or its status); returns (object, created)."""
         self._check_identity(namespace, name, body)
         expected = (body.get("metadata") or {}).get("resourceVersion")
@@ -233,39 +264,56 @@ class Store:
         async def apply(current: Object) -> Object:
             if expected and expected != current["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
-            return self.prepare_update(current, body, subresource)
+            new = manage(current, body) if manage is not None else body
+            return self.prepare_update(current, new, subresource)
 
         try:
             return await self.guaranteed_update(namespace, name, apply, dry_run=dry_run), False
         except errors.NotFound:
             if not self.strategy.allow_create_on_update or subresource:
                 raise
-            return await self.create(namespace, body, dry_run=dry_run), True
+            return await self.create(namespace, manage(None, body) if manage else body,
+                                     dry_run=dry_run), True
 
     async def guaranteed_update(self, namespace: str, name: str,
                                 mutate: Callable[[Object], Awaitable[Object]], *,
                                 dry_run: bool = False) -> Object:
         """Apply `mutate` (which prepares and validates) to the current object and write it."""
         key = self.info.key(namespace, name)
+        finishes: list[Finish] = []  # of the latest try: only its object gets written
 
         async def tried(current: Object) -> Object:
             updated = await mutate(current)
             await self.admit("UPDATE", self.info, updated, current)
+            if self.hooks is not None:
+                while finishes:  # an earlier try lost a race: undo what it began
+                    await finishes.pop()(False)
+                finishes.append(await self.hooks.begin_update(updated, current, dry_run=dry_run))
             if dry_run:
                 raise _DryRun(updated)
             return updated
 
-        try:
-            result = await self._storage(self.storage.guaranteed_update(key, tried))
-        except st.KeyNotFound:
-            raise self._not_found(name) from None
-        except _DryRun as done:
-            return done.obj
-        if _finished_deleting(result):
+        async with finishing(finishes):
             try:
-                return await self._storage(self.storage.delete(key))
+                result = await self._storage(self.storage.guaranteed_update(key, tried))
             except st.KeyNotFound:
-                pass
+                raise self._not_found(name) from None
+            except _DryRun as done:
+                return done.obj
+        if _finished_deleting(result):
+            written = result["metadata"]["resourceVersion"]
+
+            def unchanged(obj: Object) -> None:  # e.g. a finalizer added meanwhile keeps it
+                if obj["metadata"].get("resourceVersion") != written:
+                    raise _ChangedSince()
+
+            try:
+                deleted = await self._storage(self.storage.delete(key, check=unchanged))
+            except (st.KeyNotFound, _ChangedSince):
+                return result
+            if self.hooks is not None:
+                await self.hooks.after_delete(deleted)
+            return deleted
         return result
 
     # -- delete ----------------------------------------------------------------------------------
@@ -287,11 +335,14 @@ class Store:
         if dry_run:
             return current, True
         try:
-            return await self._storage(self.storage.delete(
+            deleted = await self._storage(self.storage.delete(
                 key, check=lambda obj: _check_preconditions(
-                    options.get("preconditions") or {}, obj, self.info))), True
+                    options.get("preconditions") or {}, obj, self.info)))
         except st.KeyNotFound:
             raise self._not_found(name) from None
+        if self.hooks is not None:
+            await self.hooks.after_delete(deleted)
+        return deleted, True
 
     def strategy_grace(self, obj: Object, requested: Any) -> int:
         graceful = getattr(self.strategy, "grace_period", None)
@@ -308,8 +359,14 @@ class Store:
             return await call
         except st.Unavailable as exc:
             raise errors.ServiceUnavailable(f"etcd is unavailable: {exc}") from None
+        except st.FutureRevision as exc:
+            raise errors.Timeout(f"Too large resource version: {exc}", retry_after=1) from None
         except st.RevisionConflict:
             raise errors.Conflict("the object has been modified") from None
+
+
+class _ChangedSince(Exception):
+    """The object changed after the write that finished its deletion: keep it."""
 
 
 class _DryRun(Exception):
@@ -337,6 +394,19 @@ class _DeleteMark:
         if self.namespace:
             obj.setdefault("status", {})["phase"] = "Terminating"
         return obj
+
+
+def _no_new_finalizers(new: Object, old: Object) -> list[errors.Cause]:
+    if not old["metadata"].get("deletionTimestamp"):
+        return []
+    before = set(old["metadata"].get("finalizers") or [])
+    added = [f for f in new["metadata"].get("finalizers") or [] if f not in before]
+    if not added:
+        return []
+    listed = ", ".join(f'"{f}"' for f in added)
+    return [errors.Cause(errors.FIELD_FORBIDDEN, "Forbidden: no new finalizers can be added if "
+                         f"the object is being deleted, found new finalizers []string{{{listed}}}",
+                         "metadata.finalizers")]
 
 
 def _finished_deleting(obj: Object) -> bool:

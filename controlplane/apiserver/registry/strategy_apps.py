@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.api.errors import FIELD_INVALID, Cause
+from controlplane.api import validation
+from controlplane.api.errors import FIELD_INVALID, BadRequest, Cause
+from controlplane.api.selectors import LabelSelector
+from controlplane.api.validation import go_quote
 from controlplane.apiserver.registry import pod_spec
 from controlplane.apiserver.registry.strategy import Object, Strategy, immutable, required
 
@@ -19,24 +22,40 @@ def _default_template(spec: Object) -> None:
 
 
 def validate_selector_matches(obj: Object, *, template_path: str = "spec.template") -> list[Cause]:
-    """The selector is required and must match the template's labels."""
+    """The selector is required, its labels valid, and it must match the template's labels.
+
+    As in Kubernetes, a missing selector matches nothing, so the template's labels are reported
+    too; an empty one ({}) matches everything.
+    """
     spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    labels: dict[str, Any] = (template.get("metadata") or {}).get("labels") or {}
+    selector = spec.get("selector")
     causes = required(obj, "spec.selector")
-    selector = spec.get("selector") or {}
-    labels: dict[str, Any] = ((spec.get("template") or {}).get("metadata") or {}).get(
-        "labels") or {}
-    match_labels = selector.get("matchLabels") or {} if isinstance(selector, dict) else {}
-    if selector and any(labels.get(k) != v for k, v in match_labels.items()):
-        causes.append(Cause(FIELD_INVALID, f"Invalid value: {_labels(labels)}: "
-                            "`selector` does not match template `labels`",
-                            f"{template_path}.metadata.labels"))
-    causes += pod_spec.validate_pod_spec((spec.get("template") or {}).get("spec"),
-                                         f"{template_path}.spec")
+    match_labels = (selector.get("matchLabels") or {}) if isinstance(selector, dict) else {}
+    label_causes = validation.validate_labels(match_labels, "spec.selector.matchLabels")
+    label_causes += validation.validate_labels(labels, f"{template_path}.metadata.labels")
+    causes += label_causes
+    if not label_causes:
+        try:
+            chosen = LabelSelector.from_object(selector if isinstance(selector, dict) else None)
+        except BadRequest:
+            causes.append(validation.invalid("spec.selector", selector,
+                                             "invalid label selector"))
+        else:
+            if not chosen.is_empty() and not chosen.matches(labels):
+                causes.append(Cause(FIELD_INVALID, f"Invalid value: {_labels(labels)}: "
+                                    "`selector` does not match template `labels`",
+                                    f"{template_path}.metadata.labels"))
+    causes += pod_spec.validate_pod_spec(template.get("spec"), f"{template_path}.spec")
     return causes
 
 
 def _labels(labels: dict[str, Any]) -> str:
-    inner = " ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
+    """Go's %#v of a map[string]string, as field errors print it."""
+    if not labels:
+        return "map[string]string(nil)"
+    inner = ", ".join(f"{go_quote(k)}:{go_quote(str(v))}" for k, v in sorted(labels.items()))
     return f"map[string]string{{{inner}}}"
 
 

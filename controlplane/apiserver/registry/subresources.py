@@ -11,7 +11,7 @@ from aiohttp import web
 
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
-from controlplane.apiserver import negotiation
+from controlplane.apiserver import negotiation, typecheck
 from controlplane.apiserver.registry.resources import ResourceInfo
 from controlplane.apiserver.registry.store import Store
 
@@ -33,6 +33,13 @@ def scale_of(obj: Object) -> Object:
         "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                    "selector": selector.to_query()},
     }
+
+
+def _decode(raw: bytes, request: web.Request, group: str, version: str, kind: str) -> Object:
+    """A subresource's request body, decoded and type-checked as `kind`."""
+    body = negotiation.decode_object(raw, request.headers.get("Content-Type"))
+    typecheck.decode_body(group, version, kind, body)
+    return body
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -73,8 +80,7 @@ class Subresources:
         if request.method == "GET":
             return _json(scale_of(await store.get(target.namespace, target.name)))
         if request.method == "PUT":
-            body = negotiation.decode_object(await request.read(),
-                                             request.headers.get("Content-Type"))
+            body = _decode(await request.read(), request, "autoscaling", "v1", "Scale")
             patch_type, parsed = negotiation.MERGE_PATCH, {"spec": body.get("spec") or {}}
             expected = (body.get("metadata") or {}).get("resourceVersion")
         elif request.method == "PATCH":
@@ -91,6 +97,7 @@ class Subresources:
                 raise errors.Conflict.modified(target.info.resource, target.info.group,
                                                target.name)
             wanted = apply_patch(patch_type, scale_of(current), parsed, scale_info)
+            typecheck.decode_patched("autoscaling", "v1", "Scale", wanted)
             replicas = (wanted.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
                 raise errors.Invalid.of("Scale", "autoscaling", target.name, [errors.Cause(
@@ -105,8 +112,7 @@ class Subresources:
         return _json(scale_of(updated))
 
     async def binding(self, request: web.Request, target: Target, store: Store) -> web.Response:
-        body = negotiation.decode_object(await request.read(),
-                                         request.headers.get("Content-Type"))
+        body = _decode(await request.read(), request, "", "v1", "Binding")
         node = ((body.get("target") or {}).get("name")) or ""
         if not node:
             raise errors.Invalid.of("Binding", "", target.name, [errors.Cause(
@@ -133,8 +139,7 @@ class Subresources:
                       "status": "Success", "code": 201}, 201)
 
     async def eviction(self, request: web.Request, target: Target, store: Store) -> web.Response:
-        body = negotiation.decode_object(await request.read(),
-                                         request.headers.get("Content-Type"))
+        body = _decode(await request.read(), request, "policy", "v1", "Eviction")
         options = body.get("deleteOptions") or {}
         await store.delete(target.namespace, target.name, options)
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {},

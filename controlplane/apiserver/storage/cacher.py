@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.api import errors
@@ -38,19 +38,37 @@ class Event:
 
 
 class Watcher:
-    """One client's watch: the cache pushes matching events, the client iterates."""
+    """One client's watch: the cache pushes matching events, the client iterates.
 
-    def __init__(self, cache: WatchCache, key_prefix: str, predicate: Predicate) -> None:
+    What the watch starts with (ADDED for every object, or the replayed window) waits in
+    `backlog`, however long; live events wait in `queue`, and a client that lets `queue` fill
+    has its watch ended. Iterating is cancellation-safe: a cancelled `__anext__` (a client's
+    idle timeout) loses no event and does not end the watch.
+    """
+
+    def __init__(self, cache: WatchCache, key_prefix: str, predicate: Predicate,
+                 after: int = 0) -> None:
         self.cache = cache
         self.key_prefix = key_prefix
         self.predicate = predicate
+        self.after = after  # changes at or before this revision are not this watch's
+        self.backlog: deque[Event] = deque()  # delivered before anything in `queue`
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(WATCHER_QUEUE)
-        self.closed = False
+        self.closed = False  # no more events will be queued
+        self._ended = False  # the client has read the end marker
 
-    def offer(self, event: WatchEvent, old: Object | None) -> None:
-        """Deliver `event` translated for this watcher's filter (Kubernetes' semantics)."""
-        if self.closed or not event.key.startswith(self.key_prefix):
-            return
+    def __repr__(self) -> str:
+        return (f"<Watcher {self.key_prefix} after={self.after} backlog={len(self.backlog)} "
+                f"queued={self.queue.qsize()} closed={self.closed}>")
+
+    def translate(self, event: WatchEvent, old: Object | None) -> Event | None:
+        """`event` as this watcher sees it (Kubernetes' semantics), or None: not its business.
+
+        An object that stops matching the filter is DELETED from this view, one that starts
+        matching is ADDED.
+        """
+        if event.revision <= self.after or not event.key.startswith(self.key_prefix):
+            return None
         new_match = event.type != "DELETED" and self.predicate(event.object)
         old_match = old is not None and self.predicate(old)
         if event.type == "DELETED":
@@ -59,10 +77,17 @@ class Watcher:
             kind = "MODIFIED" if old_match else "ADDED"
         else:
             kind = "DELETED" if old_match else ""  # stopped matching: gone from this view
-        if kind:
-            self._put(Event(kind, event.object))
+        return Event(kind, event.object) if kind else None
 
-    def _put(self, event: Event | None) -> None:
+    def offer(self, event: WatchEvent, old: Object | None) -> None:
+        """Deliver `event` (`old`: the object's state before it) if this watcher wants it."""
+        if self.closed:
+            return
+        translated = self.translate(event, old)
+        if translated is not None:
+            self._put(translated)
+
+    def _put(self, event: Event) -> None:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -81,12 +106,19 @@ class Watcher:
                 except asyncio.QueueFull:
                     self.queue.get_nowait()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            event = await self.queue.get()
-            if event is None:
-                return
-            yield event
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.backlog:
+            return self.backlog.popleft()
+        if self._ended:
+            raise StopAsyncIteration
+        event = await self.queue.get()
+        if event is None:
+            self._ended = True
+            raise StopAsyncIteration
+        return event
 
 
 class WatchCache:
@@ -127,6 +159,7 @@ class WatchCache:
             try:
                 result = await self.storage.list(self.prefix)
                 self._reset({o_key(self.prefix, o): o for o in result.items}, result.revision)
+                await self._advance(result.revision)  # wake wait_fresh callers
                 delay = 0.1
                 async for item in self.storage.watch(self.prefix, result.revision):
                     if isinstance(item, Progress):
@@ -168,7 +201,11 @@ class WatchCache:
 
     async def wait_fresh(self, revision: int, timeout: float = 3.0) -> None:
         """Wait until the cache has applied `revision` (504 Timeout after `timeout`)."""
-        await asyncio.wait_for(self.ready.wait(), timeout=30)
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout=30)
+        except TimeoutError:
+            raise errors.Timeout(f"the watch cache of {self.prefix} is not ready yet",
+                                 retry_after=1) from None
         if self.revision >= revision:
             return
         try:
@@ -190,19 +227,28 @@ class WatchCache:
         return self.objects.get(key)
 
     def watch(self, revision: int, key_prefix: str, predicate: Predicate) -> Watcher:
-        """Start a watch after `revision` (0: ADDED for every current object first)."""
-        watcher = Watcher(self, key_prefix, predicate)
+        """Start a watch after `revision` (0: ADDED for every current object first).
+
+        A `revision` older than the window is 410 Expired; a newer one than the cache has
+        seen gets the changes after it once they arrive.
+        """
+        watcher = Watcher(self, key_prefix, predicate, after=revision)
         if revision == 0:
             for key, obj in sorted(self.objects.items()):
                 if key.startswith(key_prefix) and predicate(obj):
-                    watcher._put(Event("ADDED", obj))
+                    watcher.backlog.append(Event("ADDED", obj))
         else:
             if revision < self.window_start:
                 raise errors.Expired(
                     f"too old resource version: {revision} ({self.window_start})")
+            last: dict[str, Object | None] = {}  # each key's state as of the event at hand
             for event in self.events:
-                if event.revision > revision:
-                    watcher.offer(event, _before(self.events, event))
+                old = event.prev_object if event.prev_object is not None else last.get(
+                    event.key)
+                last[event.key] = None if event.type == "DELETED" else event.object
+                translated = watcher.translate(event, old)
+                if translated is not None:
+                    watcher.backlog.append(translated)
         self.watchers.add(watcher)
         return watcher
 
@@ -211,16 +257,3 @@ def o_key(prefix: str, obj: Object) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
     return f"{prefix}{namespace}/{meta['name']}" if namespace else f"{prefix}{meta['name']}"
-
-
-def _before(events: deque[WatchEvent], event: WatchEvent) -> Object | None:
-    """The state of `event.key` just before `event`, as far as the window knows."""
-    if event.prev_object is not None:
-        return event.prev_object
-    previous = None
-    for e in events:
-        if e is event:
-            return previous
-        if e.key == event.key:
-            previous = None if e.type == "DELETED" else e.object
-    return previous

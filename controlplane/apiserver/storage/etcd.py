@@ -23,6 +23,7 @@ from aetcd import rpc
 from controlplane.apiserver.storage.interface import (
     Compacted,
     EventType,
+    FutureRevision,
     KeyExists,
     KeyNotFound,
     ListResult,
@@ -70,6 +71,14 @@ def encode(obj: Object) -> bytes:
     return json.dumps(stored, separators=(",", ":")).encode()
 
 
+def same_object(a: Object, b: Object) -> bool:
+    """Equal as JSON, whatever the key order and resourceVersion (a no-op write is skipped)."""
+    def stripped(obj: Object) -> Object:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+        return {**obj, "metadata": meta}
+    return stripped(a) == stripped(b)
+
+
 def decode(value: bytes, revision: int) -> Object:
     obj: Object = json.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
@@ -100,6 +109,10 @@ class EtcdStorage:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.endpoints) from exc
 
+    async def call_kv(self, method: str, request: Any) -> Any:
+        """A raw KV call (e.g. the compactor's transaction) with our deadline and errors."""
+        return await self._call(getattr(self._kv, method), request)
+
     async def current_revision(self) -> int:
         response = await self._call(self._kv.Range, rpc.RangeRequest(
             key=b"/registry/", range_end=prefix_end(b"/registry/"), count_only=True))
@@ -107,17 +120,15 @@ class EtcdStorage:
         return revision
 
     async def create(self, key: str, obj: Object) -> Object:
-        k = key.encode()
+        k, value = key.encode(), encode(obj)
         request = rpc.TxnRequest(
             compare=[rpc.Compare(key=k, target=CREATE, result=EQUAL, create_revision=0)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=encode(obj)))],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
         )
         response = await self._call(self._kv.Txn, request)
         if not response.succeeded:
             raise KeyExists(key)
-        created = copy.deepcopy(obj)
-        created.setdefault("metadata", {})["resourceVersion"] = str(response.header.revision)
-        return created
+        return decode(value, response.header.revision)
 
     async def _get_kv(self, key: str) -> Any:
         response = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
@@ -132,7 +143,12 @@ class EtcdStorage:
         request = rpc.RangeRequest(key=(start_key or prefix).encode(),
                                    range_end=prefix_end(prefix.encode()),
                                    revision=revision, limit=limit)
-        response = await self._call(self._kv.Range, request)
+        try:
+            response = await self._call(self._kv.Range, request)
+        except Compacted as exc:
+            raise Compacted(revision) from exc
+        except FutureRevision as exc:
+            raise FutureRevision(revision) from exc
         items = [decode(kv.value, kv.mod_revision) for kv in response.kvs]
         read_at = revision or response.header.revision
         next_key = ""
@@ -151,7 +167,7 @@ class EtcdStorage:
             except NoChange:
                 return current
             value = encode(updated)
-            if value == kv.value:
+            if value == kv.value or same_object(updated, current):
                 return current
             k = key.encode()
             request = rpc.TxnRequest(
@@ -161,9 +177,7 @@ class EtcdStorage:
             )
             response = await self._call(self._kv.Txn, request)
             if response.succeeded:
-                updated.setdefault("metadata", {})["resourceVersion"] = str(
-                    response.header.revision)
-                return updated
+                return decode(value, response.header.revision)
             kvs = response.responses[0].response_range.kvs
             kv = kvs[0] if kvs else None  # lost the race: retry on what is there now
 
@@ -189,7 +203,12 @@ class EtcdStorage:
             kv = kvs[0] if kvs else None
 
     async def compact(self, revision: int) -> None:
-        await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision))
+        try:
+            await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision))
+        except FutureRevision as exc:
+            raise FutureRevision(revision) from exc
+        except Compacted:
+            pass  # already compacted at or after `revision`: nothing to do
 
     async def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent | Progress]:
         create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
@@ -244,7 +263,9 @@ def _translate(exc: grpc.aio.AioRpcError, endpoints: Sequence[str]) -> Exception
     code = exc.code()
     details = exc.details() or ""
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
-        return Compacted(0, 0)
+        return Compacted(0)
+    if code == grpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
+        return FutureRevision(0)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                 grpc.StatusCode.CANCELLED):
         return Unavailable(f"etcd at {','.join(endpoints)} unavailable: {details}")

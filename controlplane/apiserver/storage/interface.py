@@ -33,12 +33,23 @@ class RevisionConflict(StorageError):
 
 
 class Compacted(StorageError):
-    """The requested revision is older than the store's compacted revision."""
+    """The requested revision is older than the store's compacted revision (0: not known)."""
 
-    def __init__(self, requested: int, compacted: int) -> None:
-        super().__init__(f"revision {requested} has been compacted (at {compacted})")
+    def __init__(self, requested: int, compacted: int = 0) -> None:
+        at = f" (at {compacted})" if compacted else ""
+        super().__init__(f"revision {requested} has been compacted{at}")
         self.requested = requested
         self.compacted = compacted
+
+
+class FutureRevision(StorageError):
+    """The requested revision is newer than the store's current revision (0: not known)."""
+
+    def __init__(self, requested: int, current: int = 0) -> None:
+        now = f" (current {current})" if current else ""
+        super().__init__(f"revision {requested} is a future revision{now}")
+        self.requested = requested
+        self.current = current
 
 
 class Unavailable(StorageError):
@@ -88,7 +99,10 @@ class Storage(Protocol):
 
     async def list(self, prefix: str, *, revision: int = 0, limit: int = 0,
                    start_key: str = "") -> ListResult:
-        """Objects under `prefix` at `revision` (0: now), from `start_key`, at most `limit`."""
+        """Objects under `prefix` at `revision` (0: now), from `start_key`, at most `limit`.
+
+        Raises Compacted for a revision before the compacted one, FutureRevision after now.
+        """
 
     async def guaranteed_update(self, key: str, update: UpdateFunc) -> Object:
         """Apply `update` to the current object and write it, retrying on races.
@@ -101,12 +115,15 @@ class Storage(Protocol):
         """Delete `key` after `check(current)` passes; return the last state."""
 
     def watch(self, prefix: str, revision: int) -> AsyncIterator[WatchEvent | Progress]:
-        """Every change under `prefix` after `revision`, with periodic Progress marks."""
+        """Every change under `prefix` after `revision`, with periodic Progress marks.
+
+        Raises Compacted (when iterated) if a change after `revision` is no longer kept.
+        """
 
     async def current_revision(self) -> int:
         """The store's current revision."""
 
     async def compact(self, revision: int) -> None:
-        """Discard history before `revision`."""
+        """Discard history before `revision` (kept: `revision` itself; FutureRevision after now)."""
 
     async def close(self) -> None: ...
