@@ -1,9 +1,106 @@
-"""`pinnace agent` (issue 4; not built yet)."""
+"""`pinnace agent`: the node agent (kubelet). Runs the pods bound to this node through the CRI.
 
+Flags follow the kubelet's names where one exists. SIGTERM stops the agent and leaves the
+containers running (they are adopted by the next start), as the kubelet does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from agent.agent import Agent
+from agent.config import AgentConfig
+from agent.images import importer
+from agent.node import NodeManager
+from agent.node.config import NodeConfig
+from controlplane.client import kubeconfig
+from controlplane.client.rest import RESTClient
+from cri.containerd_client import ContainerdClient
+from cri.runtime import RuntimeClient
+
+log = logging.getLogger("pinnace.agent")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinnace agent", description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", required=True, type=Path)
+    p.add_argument("--node-name", default=socket.gethostname())
+    p.add_argument("--node-ip", default="127.0.0.1", help="this node's InternalIP")
+    p.add_argument("--containerd", default="/run/containerd/containerd.sock",
+                   help="containerd's socket (the CRI endpoint)")
+    p.add_argument("--root-dir", type=Path, default=Path("/var/lib/pinnace/agent"))
+    p.add_argument("--pod-log-dir", type=Path, default=Path("/var/log/pods"))
+    p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--pod-cidr", default="")
+    p.add_argument("--cni-conf-dir", type=Path, default=Path("/etc/cni/net.d"))
+    p.add_argument("--images-dir", type=Path, help="image tars to import at start")
+    p.add_argument("--port", type=int, default=10250)
+    p.add_argument("--node-labels", default="", help="k=v,k2=v2")
+    p.add_argument("-v", "--v", type=int, default=1)
+    return p
+
+
+def config_of(args: argparse.Namespace) -> AgentConfig:
+    labels = dict(kv.split("=", 1) for kv in args.node_labels.split(",") if "=" in kv)
+    return AgentConfig(
+        node_name=args.node_name, node_ip=args.node_ip, containerd=args.containerd,
+        root_dir=args.root_dir, log_dir=args.pod_log_dir,
+        cluster_dns=tuple(s for s in args.cluster_dns.split(",") if s),
+        cluster_domain=args.cluster_domain, pod_cidr=args.pod_cidr,
+        cni_conf_dir=args.cni_conf_dir, images_dir=args.images_dir, port=args.port,
+        node_labels=labels)
+
+
+async def run(config: AgentConfig, kubeconfig_path: Path) -> None:
+    log.info("effective configuration: %s", config)
+    if config.images_dir and config.images_dir.is_dir():
+        for tar in sorted(config.images_dir.glob("*.tar")):
+            for imported in await importer.import_archive(tar, config.containerd):
+                log.info("imported image %s from %s", imported.name, tar)
+    client = RESTClient(kubeconfig.load(kubeconfig_path), user_agent="pinnace-agent")
+    runtime = RuntimeClient(config.containerd)
+    events = ContainerdClient(config.containerd)
+    node = NodeManager(client, runtime, NodeConfig(
+        node_name=config.node_name, node_ip=config.node_ip, root_dir=config.root_dir,
+        cni_conf_dir=config.cni_conf_dir, pod_cidr=config.pod_cidr, labels=config.node_labels,
+        kubelet_port=config.port))
+    await node.register()
+    agent = Agent(config, client, runtime, events, node_allocatable=node.allocatable)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(node.run(), name="node status"),
+             asyncio.create_task(agent.run(), name="agent")]
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    failed = [t.exception() for t in tasks if t in done and not t.cancelled() and t.exception()]
+    await client.close()
+    await runtime.close()
+    await events.close()
+    if failed:
+        raise failed[0]  # type: ignore[misc]
 
 
 def main(argv: Sequence[str]) -> int:
-    print("pinnace agent: not built yet (issue 4)", file=sys.stderr)
-    return 1
+    args = parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.v, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run(config_of(args), args.kubeconfig))
+    except (OSError, kubeconfig.KubeconfigError) as exc:
+        print(f"pinnace agent: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -21,6 +21,7 @@ import pytest
 from harness import Kubectl
 
 from controlplane.client import kubeconfig
+from controlplane.client.events import EventSink
 from controlplane.client.rest import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -31,7 +32,6 @@ from controlplane.client.rest import (
     REPLICASETS,
     RESTClient,
 )
-from controlplane.controllers.events import EventSink
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.process import Process
 

@@ -3,6 +3,8 @@ the body, call the resource's Store, encode the answer (object, List, Table or w
 
 Paths: /api/v1/... and /apis/<group>/<version>/..., then `[namespaces/<ns>/]<resource>
 [/<name>[/<subresource>]]`. Everything a client can get wrong is a 4xx Status, never a 500.
+Bodies, patches, managed fields and Tables are all in the requested version; the Store converts
+to and from the version objects are stored as, and watch events are converted here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from controlplane.apiserver import negotiation, printers, typecheck
 from controlplane.apiserver.registry.resources import ResourceInfo, lookup
 from controlplane.apiserver.registry.store import ListOptions, Store
 from controlplane.apiserver.registry.subresources import Subresources
+from controlplane.apiserver.storage import codec
 
 Object = dict[str, Any]
 BOOKMARK_INTERVAL = 10.0
@@ -83,7 +86,10 @@ def list_options(request: web.Request, info: ResourceInfo) -> ListOptions:
 def _check_field_labels(selector: FieldSelector, info: ResourceInfo) -> None:
     """Refuse field labels the kind cannot select on, in kube-apiserver's words: kinds with
     selectable fields of their own convert labels themselves, the rest use the default that
-    knows only the metadata fields."""
+    knows only the metadata fields. A version stored as another may rename its labels."""
+    if info.conversion is not None and info.conversion.field_labels is not None:
+        info.conversion.field_selector(selector)
+        return
     supported = info.strategy.field_set({"metadata": {}})
     for label in sorted(selector.fields()):
         if label in supported:
@@ -104,7 +110,7 @@ def dry_run(request: web.Request) -> bool:
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> (
         web.Response):
-    return web.Response(body=json.dumps(obj, separators=(",", ":")).encode(), status=status,
+    return web.Response(body=codec.dumps(obj), status=status,
                         headers={"Content-Type": content_type})
 
 
@@ -225,15 +231,14 @@ class ResourceHandler:
         info, manager = target.info, fm.manager_of(request)
         fm.validate_directive(request)
 
-        async def mutate(current: Object) -> Object:
+        def change(current: Object) -> Object:
             patched = apply_patch(patch_type, current, parsed, info)
             check_patched(patched, target)
             fm.prune(info, patched)
-            patched = fm.record_update(info, current, patched, manager, target.subresource)
-            return store.prepare_update(current, patched, target.subresource)
+            return fm.record_update(info, current, patched, manager, target.subresource)
 
-        updated = await store.guaranteed_update(target.namespace, target.name, mutate,
-                                                dry_run=dry_run(request))
+        updated = await store.modify(target.namespace, target.name, change,
+                                     subresource=target.subresource, dry_run=dry_run(request))
         return self.respond(request, target, updated)
 
     async def apply(self, request: web.Request, target: Target, applied: Object) -> web.Response:
@@ -262,13 +267,13 @@ class ResourceHandler:
             created = await store.create(target.namespace, new, dry_run=dry_run(request))
             return fm.add_warnings(request, json_response(created, 201))
 
-        async def mutate(current: Object) -> Object:
+        def change(current: Object) -> Object:
             merged = fm.apply(info, current, applied, manager, force, target.subresource)
             check_patched(merged, target)
-            return store.prepare_update(current, merged, target.subresource)
+            return merged
 
-        updated = await store.guaranteed_update(target.namespace, target.name, mutate,
-                                                dry_run=dry_run(request))
+        updated = await store.modify(target.namespace, target.name, change,
+                                     subresource=target.subresource, dry_run=dry_run(request))
         return json_response(updated)
 
     async def delete(self, request: web.Request, target: Target) -> web.Response:
@@ -384,8 +389,7 @@ async def delete_options(request: web.Request) -> Object:
     return options
 
 
-def _event_object(kind: str, obj: Object, target: Target, table: bool,
-                  first: bool) -> Object:
+def _event_object(obj: Object, target: Target, table: bool, first: bool) -> Object:
     if not table:
         return obj
     t = printers.table(target.info.resource, target.info.group, [obj],
@@ -411,7 +415,8 @@ async def _stream(response: web.StreamResponse, watcher: Any, target: Target, ta
                     "metadata": {"resourceVersion": str(store.cache.revision)}}}
                 await response.write(json.dumps(mark).encode() + b"\n")
             continue
-        obj = _event_object(event.type, event.object, target, table, first)
+        obj = event.object if event.type == "ERROR" else store.from_storage(event.object)
+        obj = _event_object(obj, target, table, first)
         first = False
         line = json.dumps({"type": event.type, "object": obj}, separators=(",", ":"))
         await response.write(line.encode() + b"\n")

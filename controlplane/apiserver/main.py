@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controlplane.apiserver import authn, pki
+from controlplane.apiserver import authn, nodeproxy, pki
 from controlplane.apiserver.registry.allocator import parse_port_range
 from controlplane.apiserver.server import APIServer
 from controlplane.apiserver.storage.compactor import Compactor
@@ -39,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert-file", type=Path)
     p.add_argument("--tls-private-key-file", type=Path)
     p.add_argument("--client-ca-file", type=Path)
+    p.add_argument("--kubelet-client-certificate", type=Path,
+                   help="client certificate presented to node agents (logs, exec, attach)")
+    p.add_argument("--kubelet-client-key", type=Path)
+    p.add_argument("--kubelet-certificate-authority", type=Path,
+                   help="CA that signs the agents' serving certificates (default: the client CA)")
     p.add_argument("--token-auth-file", type=Path)
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0,
                    help="seconds between compactions of etcd's history (0: never)")
@@ -80,12 +85,22 @@ async def serve(args: argparse.Namespace) -> None:
                                     server_url=server_url)
         cert, key, client_ca = paths.apiserver_cert, paths.apiserver_key, paths.ca_cert
     tokens = authn.TokenFile.load(args.token_auth_file) if args.token_auth_file else None
+    try:
+        kubelet_client = nodeproxy.KubeletClientConfig.resolve(
+            cert=args.kubelet_client_certificate, key=args.kubelet_client_key,
+            ca=args.kubelet_certificate_authority, serving_cert=cert, serving_key=key,
+            cluster_ca=client_ca, cert_dir=None if args.tls_cert_file else args.cert_dir)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    if kubelet_client.problem:
+        log.warning("%s", kubelet_client.problem)
     storage = EtcdStorage(args.etcd_servers.split(","))
     api = APIServer(storage, tokens=tokens, server_address=f"{advertise}:{args.secure_port}",
                     max_read=args.max_requests_inflight,
                     max_write=args.max_mutating_requests_inflight,
                     service_cluster_ip_range=args.service_cluster_ip_range,
-                    service_node_port_range=args.service_node_port_range)
+                    service_node_port_range=args.service_node_port_range,
+                    kubelet_client=kubelet_client)
     await api.start()
     compactor = Compactor(storage, interval=args.etcd_compaction_interval)
     if args.etcd_compaction_interval > 0:
@@ -117,6 +132,13 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        import os
+        if os.environ.get('XUV'):
+            import uvloop
+            uvloop.install()
+        if os.environ.get('XGC'):
+            import gc
+            gc.set_threshold(*map(int, os.environ['XGC'].split(',')))
         asyncio.run(serve(args))
     except OSError as exc:
         print(f"pinnace apiserver: {exc}", file=sys.stderr)

@@ -10,13 +10,13 @@ map keys as strings, and at most MAX_DEPTH levels deep (the registry's code recu
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import yaml
 
 from controlplane.api import errors, protobuf
+from controlplane.apiserver.storage import codec
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of objects and arrays; built-in kinds stay far below it
@@ -43,15 +43,23 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"invalid character {constant[0]!r} looking for beginning of value")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: Go's float64 cannot hold it either
+        raise ValueError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
 def decode_json(body: bytes, what: str = "json") -> Any:
     try:
-        value = json.loads(body, parse_constant=_not_json)
+        value = codec.loads(body, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise errors.BadRequest(f"couldn't get version/kind; {what} parse error: exceeded max "
                                 "depth") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise errors.BadRequest(f"couldn't get version/kind; {what} parse error: {exc}") from None
-    _check_depth(value, what)
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH:  # else it cannot be nested that deep
+        _check_depth(value, what)
     return value
 
 

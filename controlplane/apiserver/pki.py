@@ -114,6 +114,16 @@ def issue_client_cert(ca_cert_path: Path, ca_key_path: Path, *, common_name: str
     log.info("issued client certificate user=%s groups=%s", common_name, ",".join(organizations))
 
 
+def issue_serving_cert(ca_cert_path: Path, ca_key_path: Path, *, common_name: str,
+                       hosts: list[str], out_cert: Path, out_key: Path) -> None:
+    """Issue a serving certificate for `hosts` (IPs become IP SANs, the rest DNS SANs), such
+    as a node agent's (`common_name` `system:node:<name>`, hosts its name and addresses)."""
+    sans = _unique(hosts)
+    _issue(ca_cert_path, ca_key_path, common_name=common_name, organizations=[], sans=sans,
+           usage=ExtendedKeyUsageOID.SERVER_AUTH, out_cert=out_cert, out_key=out_key)
+    log.info("issued serving certificate cn=%s sans=%s", common_name, ",".join(sans))
+
+
 def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, client_cert: Path,
                      client_key: Path, user: str, cluster: str = "pinnace") -> None:
     """Write a kubeconfig with the CA and client pair embedded, its one context current."""

@@ -12,21 +12,24 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controlplane.api import errors
 from controlplane.apiserver import authn, discovery, kubernetes_service
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.handlers import ResourceHandler, json_response
+from controlplane.apiserver.nodeproxy import KubeletClientConfig
 from controlplane.apiserver.registry.allocator import IPAllocator, PortAllocator
 from controlplane.apiserver.registry.resources import RESOURCES, ResourceInfo
 from controlplane.apiserver.registry.service_alloc import ServiceAllocation
 from controlplane.apiserver.registry.store import Store
 from controlplane.apiserver.storage.cacher import WatchCache
+from controlplane.apiserver.storage.etcd import EtcdStorage
 from controlplane.apiserver.storage.interface import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -38,14 +41,25 @@ USER = web.RequestKey("user", authn.UserInfo)
 
 
 class Metrics:
+    """What /metrics shows, under kube-apiserver's names."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("apiserver_request_total", "API requests",
                                 ["verb", "resource", "code"], registry=self.registry)
         self.duration = Histogram("apiserver_request_duration_seconds", "API request latency",
                                   ["verb", "resource"], registry=self.registry)
-        self.watches = Counter("apiserver_longrunning_requests_total", "Watches started",
-                               ["resource"], registry=self.registry)
+        self.longrunning = Gauge("apiserver_longrunning_requests",
+                                 "Long-running requests (watches, log follows, exec, attach) "
+                                 "being served", ["verb", "resource"], registry=self.registry)
+        self.etcd = Histogram("etcd_request_duration_seconds",
+                              "etcd request latency by operation and object type",
+                              ["operation", "type"], registry=self.registry,
+                              buckets=(0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25,
+                                       1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60))
+
+    def etcd_request(self, operation: str, resource_type: str, seconds: float) -> None:
+        self.etcd.labels(operation, resource_type).observe(seconds)
 
 
 def _verb(request: web.Request) -> str:
@@ -74,7 +88,8 @@ class APIServer:
                  authenticate: bool = True, server_address: str = "127.0.0.1:6443",
                  max_read: int = 400, max_write: int = 200,
                  service_cluster_ip_range: str = "10.96.0.0/12",
-                 service_node_port_range: str = "30000-32767") -> None:
+                 service_node_port_range: str = "30000-32767",
+                 kubelet_client: KubeletClientConfig | None = None) -> None:
         self.storage = storage
         self.tokens = tokens
         self.authenticate = authenticate
@@ -91,9 +106,17 @@ class APIServer:
         self.node_ports = PortAllocator(storage, service_node_port_range)
         self._store("", "services").hooks = ServiceAllocation(self.service_ips, self.node_ports)
         self.resources = ResourceHandler(self.stores)
+        if kubelet_client is not None:  # how pods/log, exec and attach reach node agents
+            self.resources.subresources.node_proxy.client = kubelet_client
         self.metrics = Metrics()
+        if isinstance(storage, EtcdStorage):
+            storage.observe = self.metrics.etcd_request
         self._reads = asyncio.Semaphore(max_read)
         self._writes = asyncio.Semaphore(max_write)
+        # The user each TLS connection's verified client certificate names: it cannot change
+        # while the connection lasts, and reading it back costs more than the rest of authn.
+        self._cert_users: weakref.WeakKeyDictionary[Any, authn.UserInfo] = (
+            weakref.WeakKeyDictionary())
 
     def __repr__(self) -> str:
         return f"<APIServer {self.server_address} caches={len(self.caches)}>"
@@ -190,14 +213,20 @@ class APIServer:
         long_running = request.query.get("watch") in ("true", "1") or request.query.get(
             "follow") == "true" or request.path.endswith(("/exec", "/attach", "/log"))
         if long_running:
-            return await handler(request)
+            gauge = self.metrics.longrunning.labels(_verb(request), _resource_of(request.path))
+            gauge.inc()
+            try:
+                return await handler(request)
+            finally:
+                gauge.dec()
         limit = self._reads if request.method == "GET" else self._writes
         if limit.locked():
             raise errors.TooManyRequests("Too many requests, please try again later.",
                                          retry_after=1)
         async with limit:
             try:
-                return await asyncio.wait_for(handler(request), REQUEST_TIMEOUT)
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    return await handler(request)
             except TimeoutError:
                 raise errors.Timeout("request did not complete within the allowed "
                                      "duration") from None
@@ -205,8 +234,22 @@ class APIServer:
     @web.middleware
     async def _authn(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.authenticate and request.path not in PUBLIC_PATHS:
-            request[USER] = authn.authenticate_request(request, self.tokens)
+            request[USER] = self._user(request)
         return await handler(request)
+
+    def _user(self, request: web.Request) -> authn.UserInfo:
+        """`authn.authenticate_request`, the certificate's user remembered per connection."""
+        transport = request.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            user = self._cert_users.get(ssl_object)
+            if user is None:
+                user = authn.user_from_certificate(ssl_object.getpeercert())
+                if user is not None:
+                    self._cert_users[ssl_object] = user
+            if user is not None:
+                return user
+        return authn.authenticate_request(request, self.tokens)
 
     # -- endpoints -------------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 from controlplane.api import errors
+from controlplane.client.events import Recorder, RecorderFactory
 from controlplane.client.informer import Informer, key_of
 from controlplane.client.rest import Resource, RESTClient
 from controlplane.client.workqueue import ShutDown, WorkQueue
-from controlplane.controllers.events import Recorder, RecorderFactory
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.client.events import EventSink
 from controlplane.client.rest import RESTClient
 from controlplane.controllers.base import Controller, ControllerContext, SharedInformers
 from controlplane.controllers.deployment import DeploymentController
-from controlplane.controllers.events import EventSink
 from controlplane.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import Any
 from controlplane.api import errors
 from controlplane.api.meta import controller_of
 from controlplane.api.selectors import LabelSelector
+from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.rest import PODS, REPLICASETS
 from controlplane.controllers import pods as podutil
 from controlplane.controllers.base import (
@@ -29,7 +30,6 @@ from controlplane.controllers.base import (
     resolve_controller_ref,
     split_key,
 )
-from controlplane.controllers.events import NORMAL, WARNING
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.refmanager import claim, recheck_owner
 from controlplane.controllers.status import condition_of, conditions_set, status_patch

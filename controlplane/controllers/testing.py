@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from controlplane.api import errors
+from controlplane.client.events import FakeRecorders
 from controlplane.client.informer import key_of
 from controlplane.client.rest import Resource, RESTClient
 from controlplane.controllers.base import Controller, ControllerContext, SharedInformers
-from controlplane.controllers.events import FakeRecorders
 
 Object = dict[str, Any]
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -2,15 +2,17 @@
 
 Owns the LAST SEEN / TYPE / REASON / OBJECT / MESSAGE columns (and the wide SUBOBJECT, SOURCE,
 FIRST SEEN, COUNT, NAME). kube-apiserver prints both groups through one internal Event, so an
-events.k8s.io object is first read through its field names (regarding, note, deprecated*) into
-the core shape. Timestamps fall back as kubectl shows them: lastTimestamp, else firstTimestamp,
-else eventTime; a series overrides both the last-seen time and the count.
+events.k8s.io object is first converted to the core/v1 Event it is stored as (regarding, note,
+deprecated* read as involvedObject, message, ...). Timestamps fall back as kubectl shows them:
+lastTimestamp, else firstTimestamp, else eventTime; a series overrides both the last-seen time
+and the count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+from controlplane.apiserver.registry.conversion_events import to_core
 
 from .common import (
     NAME,
@@ -39,25 +41,6 @@ COLUMNS = (
     Column("Count", priority=1, description="The number of times this event has occurred."),
     Column("Name", priority=1, format="name", description=NAME.description),
 )
-
-
-def core_event(event: Obj) -> dict[str, Any]:
-    """Read an events.k8s.io Event through the core/v1 Event field names."""
-    return {
-        "metadata": event.get("metadata"),
-        "involvedObject": event.get("regarding"),
-        "type": event.get("type"),
-        "reason": event.get("reason"),
-        "message": event.get("note"),
-        "source": event.get("deprecatedSource"),
-        "firstTimestamp": event.get("deprecatedFirstTimestamp"),
-        "lastTimestamp": event.get("deprecatedLastTimestamp"),
-        "count": event.get("deprecatedCount"),
-        "eventTime": event.get("eventTime"),
-        "series": event.get("series"),
-        "reportingController": event.get("reportingController"),
-        "reportingInstance": event.get("reportingInstance"),
-    }
 
 
 def _source(event: Obj) -> str:
@@ -100,7 +83,7 @@ def _cells(event: Obj, ctx: PrintContext) -> list[Cell]:
 
 
 def _events_api_cells(event: Obj, ctx: PrintContext) -> list[Cell]:
-    return _cells(core_event(event), ctx)
+    return _cells(to_core(dict(event)), ctx)
 
 
 PRINTERS = {

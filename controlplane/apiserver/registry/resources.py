@@ -1,7 +1,9 @@
 """What the API serves: every group/version/resource, its kind, scope, names and subresources.
 
 Discovery, routing, storage keys and Tables all read this one table. The strategy of each
-resource holds its policy (see `strategy`).
+resource holds its policy (see `strategy`). A resource served in several versions is stored once,
+as one of them: the others name a `Conversion` to it (see `conversion`), and share its key
+prefix, its watch cache and its strategy, which sees only the storage form.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from dataclasses import dataclass, field
 
 from controlplane.apiserver.registry import strategy_apps as apps
 from controlplane.apiserver.registry import strategy_core as core
+from controlplane.apiserver.registry.conversion import Conversion
+from controlplane.apiserver.registry.conversion_autoscaling import HPA_V1
+from controlplane.apiserver.registry.conversion_events import EVENTS_V1
 from controlplane.apiserver.registry.strategy import NoStatusStrategy, Strategy
+from controlplane.apiserver.registry.strategy_autoscaling import HorizontalPodAutoscalerStrategy
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUB_VERBS = ("get", "patch", "update")
@@ -32,12 +38,12 @@ class ResourceInfo:
     resource: str  # plural, lower case: the URL segment
     kind: str
     namespaced: bool
-    strategy: Strategy
+    strategy: Strategy  # of the storage form
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     subresources: tuple[Subresource, ...] = ()
-    storage_resource: str = ""  # key segment under /registry/ when it differs from `resource`
+    conversion: Conversion | None = None  # to the version it is stored as; None: stored as is
     singular: str = field(default="")
 
     @property
@@ -55,7 +61,7 @@ class ResourceInfo:
     @property
     def key_prefix(self) -> str:
         """`/registry/<resource>/`: everything of this resource lives below it."""
-        return f"/registry/{self.storage_resource or self.resource}/"
+        return f"/registry/{self.resource}/"
 
     def key(self, namespace: str, name: str) -> str:
         return f"{self.key_prefix}{namespace}/{name}" if self.namespaced else (
@@ -78,10 +84,13 @@ def _status(kind: str) -> Subresource:
 
 def _r(group: str, version: str, resource: str, kind: str, namespaced: bool, strat: Strategy,
        *, short: tuple[str, ...] = (), all_: bool = False, subs: tuple[Subresource, ...] = (),
-       storage: str = "", verbs: tuple[str, ...] = ALL_VERBS) -> ResourceInfo:
+       stored_as: Conversion | None = None, verbs: tuple[str, ...] = ALL_VERBS) -> ResourceInfo:
     return ResourceInfo(group, version, resource, kind, namespaced, strat, short,
-                        ("all",) if all_ else (), verbs, subs, storage)
+                        ("all",) if all_ else (), verbs, subs, stored_as)
 
+
+EVENTS = core.EventStrategy()  # core/v1 Events, also served as events.k8s.io/v1
+HPAS = HorizontalPodAutoscalerStrategy()  # autoscaling/v2, also served as autoscaling/v1
 
 RESOURCES: tuple[ResourceInfo, ...] = (
     _r("", "v1", "namespaces", "Namespace", False, core.NamespaceStrategy(), short=("ns",),
@@ -100,7 +109,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     _r("", "v1", "configmaps", "ConfigMap", True, NoStatusStrategy(), short=("cm",)),
     _r("", "v1", "secrets", "Secret", True, core.SecretStrategy()),
     _r("", "v1", "serviceaccounts", "ServiceAccount", True, NoStatusStrategy(), short=("sa",)),
-    _r("", "v1", "events", "Event", True, core.EventStrategy(), short=("ev",)),
+    _r("", "v1", "events", "Event", True, EVENTS, short=("ev",)),
     _r("apps", "v1", "deployments", "Deployment", True, apps.DeploymentStrategy(),
        short=("deploy",), all_=True, subs=(_status("Deployment"), SCALE)),
     _r("apps", "v1", "replicasets", "ReplicaSet", True, apps.ReplicaSetStrategy(),
@@ -113,8 +122,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
        all_=True, subs=(_status("CronJob"),)),
     _r("coordination.k8s.io", "v1", "leases", "Lease", True, NoStatusStrategy()),
     _r("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, NoStatusStrategy()),
-    _r("events.k8s.io", "v1", "events", "Event", True, core.EventStrategy(), short=("ev",),
-       storage="events.k8s.io/events"),
+    _r("events.k8s.io", "v1", "events", "Event", True, EVENTS, short=("ev",),
+       stored_as=EVENTS_V1),
     _r("rbac.authorization.k8s.io", "v1", "roles", "Role", True, NoStatusStrategy()),
     _r("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True,
        NoStatusStrategy()),
@@ -123,10 +132,9 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     _r("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
        NoStatusStrategy()),
     _r("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-       Strategy(), short=("hpa",), all_=True, subs=(_status("HorizontalPodAutoscaler"),)),
+       HPAS, short=("hpa",), all_=True, subs=(_status("HorizontalPodAutoscaler"),)),
     _r("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-       Strategy(), short=("hpa",), subs=(_status("HorizontalPodAutoscaler"),),
-       storage="horizontalpodautoscalers.v1"),
+       HPAS, short=("hpa",), subs=(_status("HorizontalPodAutoscaler"),), stored_as=HPA_V1),
 )
 
 # Preferred versions first where a group serves several.

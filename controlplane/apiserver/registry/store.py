@@ -1,10 +1,13 @@
 """The generic store: create, get, list, update, patch, delete and watch for every resource.
 
-One fixed pipeline per verb, as Kubernetes' generic registry: system metadata, strategy
-defaults/prepare/validate, admission, the resource's `Hooks` if it has any, then one storage
-operation (a transaction; updates inside `guaranteed_update`). Storage failures become API
-errors here: a key that exists is 409 AlreadyExists, a missing one 404, a stale
-resourceVersion 409 Conflict, etcd away 503.
+One fixed pipeline per verb, as Kubernetes' generic registry: conversion to the storage version,
+system metadata, strategy defaults/prepare/validate, admission, the resource's `Hooks` if it has
+any, then one storage operation (a transaction; updates inside `guaranteed_update`), and the
+result converted back to the served version. The verbs take and return objects of the served
+version; the strategy, admission, hooks, `guaranteed_update`, `prepare_update` and the watch
+cache (hence `watch`'s events, which the caller converts with `from_storage`) see the storage
+form. Storage failures become API errors here: a key that exists is 409 AlreadyExists, a missing
+one 404, a stale resourceVersion 409 Conflict, etcd away 503.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from controlplane.apiserver.storage.cacher import WatchCache, Watcher
 
 Object = dict[str, Any]
 T = TypeVar("T")
+# What an update makes of the current object (both in the served version), as Kubernetes'
+# UpdatedObjectInfo: a PUT's body with managed fields recorded, a patch applied, ...
+Change = Callable[[Object], Object]
 # Called before a write with (operation, resource, new object, old object); raises APIError.
 Admit = Callable[[str, ResourceInfo, Object | None, Object | None], Awaitable[None]]
 _SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation",
@@ -37,7 +43,7 @@ _SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation",
 @dataclass
 class ListOptions:
     label_selector: LabelSelector | None = None
-    field_selector: FieldSelector | None = None
+    field_selector: FieldSelector | None = None  # in the served version's field labels
     limit: int = 0
     continue_token: str = ""
     resource_version: str = ""
@@ -67,6 +73,7 @@ class Store:
         self.admit = admit
         self.hooks = hooks
         self.strategy = info.strategy
+        self.conversion = info.conversion
 
     def __repr__(self) -> str:
         return f"<Store {self.info.resource}.{self.info.group_version}>"
@@ -83,8 +90,23 @@ class Store:
         return errors.Conflict.modified(self.info.resource, self.info.group, name)
 
     def _type_meta(self, obj: Object) -> None:
-        obj["apiVersion"] = self.info.api_version
-        obj["kind"] = self.info.kind
+        """Stamp the storage version's apiVersion and kind on a storage-form object."""
+        if self.conversion is None:
+            obj["apiVersion"], obj["kind"] = self.info.api_version, self.info.kind
+        else:
+            obj["apiVersion"], obj["kind"] = self.conversion.api_version, self.conversion.kind
+
+    def to_storage(self, obj: Object) -> Object:
+        """`obj` (served version) as it is stored (itself when the versions are one)."""
+        if self.conversion is None:
+            return obj
+        return self.conversion.to_storage(obj)
+
+    def from_storage(self, obj: Object) -> Object:
+        """A stored object as the served version shows it (itself when the versions are one)."""
+        if self.conversion is None:
+            return obj
+        return self.conversion.from_storage(obj)
 
     def _validate_meta(self, obj: Object) -> list[errors.Cause]:
         return validation.validate_object_meta(obj.get("metadata") or {},
@@ -94,6 +116,11 @@ class Store:
     # -- create ----------------------------------------------------------------------------------
 
     async def create(self, namespace: str, body: Object, *, dry_run: bool = False) -> Object:
+        """POST: store `body` as a new object and return it as stored."""
+        created = await self._create(namespace, self.to_storage(body), dry_run=dry_run)
+        return self.from_storage(created)
+
+    async def _create(self, namespace: str, body: Object, *, dry_run: bool) -> Object:
         obj = copy.deepcopy(body)
         self._type_meta(obj)
         m = meta.meta(obj)
@@ -144,10 +171,13 @@ class Store:
             obj = await self._storage(self.storage.get(key))
         if obj is None:
             raise self._not_found(name)
-        return obj
+        return self.from_storage(obj)
 
     def predicate(self, opts: ListOptions) -> Callable[[Object], bool]:
+        """Whether a storage-form object matches the options' selectors."""
         labels, fields = opts.label_selector, opts.field_selector
+        if fields is not None and self.conversion is not None:
+            fields = self.conversion.field_selector(fields)
 
         def matches(obj: Object) -> bool:
             if labels is not None and not labels.matches(
@@ -167,7 +197,7 @@ class Store:
         if opts.resource_version and not opts.continue_token and await self._cache_serves(
                 _revision(opts.resource_version)):
             cached, cache_revision = self.cache.list(prefix, predicate)
-            return ListPage(cached, str(cache_revision))
+            return ListPage([self.from_storage(o) for o in cached], str(cache_revision))
         revision, start = 0, ""
         if opts.continue_token:
             revision, start = _decode_continue(opts.continue_token, prefix)
@@ -191,7 +221,7 @@ class Store:
         # With a selector the count of what follows is unknown: Kubernetes omits it then.
         remaining = page.remaining if token and not (
             opts.label_selector or opts.field_selector) else None
-        return ListPage(items, str(revision), token, remaining)
+        return ListPage([self.from_storage(o) for o in items], str(revision), token, remaining)
 
     async def _cache_serves(self, revision: int) -> bool:
         """Whether the watch cache can answer a read not older than `revision`.
@@ -209,6 +239,7 @@ class Store:
         return True
 
     def watch(self, namespace: str, opts: ListOptions) -> Watcher:
+        """Watch the cache: its events carry storage-form objects (see `from_storage`)."""
         revision = _revision(opts.resource_version) if opts.resource_version else 0
         return self.cache.watch(revision, self._prefix(namespace), self.predicate(opts))
 
@@ -224,7 +255,8 @@ class Store:
                                     "namespace sent on the request")
 
     def prepare_update(self, current: Object, new: Object, subresource: str) -> Object:
-        """Return what `new` becomes when written over `current` (raises Invalid)."""
+        """Return what `new` becomes when written over `current`, both in storage form
+        (raises Invalid)."""
         name = current["metadata"]["name"]
         new = copy.deepcopy(new)
         self._type_meta(new)
@@ -261,24 +293,37 @@ class Store:
         self._check_identity(namespace, name, body)
         expected = (body.get("metadata") or {}).get("resourceVersion")
 
-        async def apply(current: Object) -> Object:
+        def replace(current: Object) -> Object:
             if expected and expected != current["metadata"]["resourceVersion"]:
                 raise self._conflict(name)
-            new = manage(current, body) if manage is not None else body
-            return self.prepare_update(current, new, subresource)
+            return manage(current, body) if manage is not None else body
 
         try:
-            return await self.guaranteed_update(namespace, name, apply, dry_run=dry_run), False
+            return await self.modify(namespace, name, replace, subresource=subresource,
+                                     dry_run=dry_run), False
         except errors.NotFound:
             if not self.strategy.allow_create_on_update or subresource:
                 raise
             return await self.create(namespace, manage(None, body) if manage else body,
                                      dry_run=dry_run), True
 
+    async def modify(self, namespace: str, name: str, change: Change, *, subresource: str = "",
+                     dry_run: bool = False) -> Object:
+        """Write what `change` makes of the current object (retried on conflicts): the update
+        behind PUT and PATCH. `change` sees and returns the served version."""
+
+        async def mutate(current: Object) -> Object:
+            new = self.to_storage(change(self.from_storage(current)))
+            return self.prepare_update(current, new, subresource)
+
+        return self.from_storage(await self.guaranteed_update(namespace, name, mutate,
+                                                              dry_run=dry_run))
+
     async def guaranteed_update(self, namespace: str, name: str,
                                 mutate: Callable[[Object], Awaitable[Object]], *,
                                 dry_run: bool = False) -> Object:
-        """Apply `mutate` (which prepares and validates) to the current object and write it."""
+        """Apply `mutate` (which prepares and validates) to the current object and write it;
+        both in storage form."""
         key = self.info.key(namespace, name)
         finishes: list[Finish] = []  # of the latest try: only its object gets written
 
@@ -330,10 +375,11 @@ class Store:
         finalizers = _finalizers_for(current, options.get("propagationPolicy"))
         if grace > 0 or finalizers or self._namespace_needs_finalizing(current):
             mark = _DeleteMark(grace, finalizers, self.info.resource == "namespaces")
-            return await self.guaranteed_update(namespace, name, mark, dry_run=dry_run), False
+            marked = await self.guaranteed_update(namespace, name, mark, dry_run=dry_run)
+            return self.from_storage(marked), False
         await self.admit("DELETE", self.info, None, current)
         if dry_run:
-            return current, True
+            return self.from_storage(current), True
         try:
             deleted = await self._storage(self.storage.delete(
                 key, check=lambda obj: _check_preconditions(
@@ -342,7 +388,7 @@ class Store:
             raise self._not_found(name) from None
         if self.hooks is not None:
             await self.hooks.after_delete(deleted)
-        return deleted, True
+        return self.from_storage(deleted), True
 
     def strategy_grace(self, obj: Object, requested: Any) -> int:
         graceful = getattr(self.strategy, "grace_period", None)

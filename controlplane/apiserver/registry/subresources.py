@@ -1,6 +1,6 @@
 """Subresources beyond status: scale (autoscaling/v1 Scale of deployments and replica sets),
 pods/binding (a compare-and-set of spec.nodeName), pods/eviction, and the node-proxied pods/log,
-pods/exec, pods/attach (answered plainly until a node agent serves them)."""
+pods/exec, pods/attach (relayed to the pod's node agent by controlplane/apiserver/nodeproxy.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
 from controlplane.apiserver import negotiation, typecheck
+from controlplane.apiserver.nodeproxy import NodeProxy
 from controlplane.apiserver.registry.resources import ResourceInfo
 from controlplane.apiserver.registry.store import Store
 
@@ -50,6 +51,8 @@ def _json(obj: Any, status: int = 200) -> web.Response:
 class Subresources:
     def __init__(self, stores: dict[ResourceInfo, Store]) -> None:
         self.stores = stores
+        # pods/log, exec, attach; the server gives it the kubelet client certificate.
+        self.node_proxy = NodeProxy(stores)
 
     async def handle(self, request: web.Request, target: Target,
                      handler: ResourceHandler) -> web.StreamResponse:
@@ -62,12 +65,7 @@ class Subresources:
         if sub == "eviction" and method == "POST":
             return await self.eviction(request, target, store)
         if sub in ("log", "exec", "attach") and target.info.resource == "pods":
-            pod = await store.get(target.namespace, target.name)
-            if not (pod.get("spec") or {}).get("nodeName"):
-                raise errors.BadRequest(f"pod {target.name} does not have a host assigned")
-            raise errors.ServiceUnavailable(
-                f"no node agent is serving pods/{sub} for node "
-                f"{pod['spec']['nodeName']} yet")
+            return await self.node_proxy.handle(request, target.namespace, target.name, sub)
         if sub == "finalize" and method == "PUT":
             return await handler.update(request, target)
         raise errors.MethodNotAllowed("the server does not allow this method on the requested "

@@ -4,14 +4,16 @@ We use aetcd's generated etcd3 stubs (`aetcd.rpc`) over our own grpc.aio channel
 class: it hides the response headers (revisions) and progress notifications that Kubernetes'
 semantics need. Values are compact JSON with `metadata.resourceVersion` removed (the revision is
 the resourceVersion). Every unary call has a deadline; an unreachable etcd is `Unavailable`.
+Each call's duration goes to `observe` (operation, resource type, seconds) when one is set: the
+apiserver's etcd_request_duration_seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +22,7 @@ import grpc
 import grpc.aio
 from aetcd import rpc
 
+from controlplane.apiserver.storage import codec
 from controlplane.apiserver.storage.interface import (
     Compacted,
     EventType,
@@ -40,6 +43,8 @@ EQUAL = rpc.Compare.CompareResult.Value("EQUAL")
 CREATE = rpc.Compare.CompareTarget.Value("CREATE")
 MOD = rpc.Compare.CompareTarget.Value("MOD")
 PUT_EVENT = 0  # mvccpb.Event.EventType.PUT; DELETE is 1
+# Called after every etcd request with (operation, resource type, seconds), failed ones too.
+RequestObserver = Callable[[str, str, float], None]
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -68,7 +73,7 @@ def encode(obj: Object) -> bytes:
     meta = dict(stored.get("metadata") or {})
     meta.pop("resourceVersion", None)
     stored["metadata"] = meta
-    return json.dumps(stored, separators=(",", ":")).encode()
+    return codec.dumps(stored)
 
 
 def same_object(a: Object, b: Object) -> bool:
@@ -79,8 +84,14 @@ def same_object(a: Object, b: Object) -> bool:
     return stripped(a) == stripped(b)
 
 
+def resource_type(key: str) -> str:
+    """`/registry/pods/default/web` -> `pods`: the `type` label of etcd request metrics."""
+    parts = key.split("/", 3)
+    return parts[2] if len(parts) > 2 and parts[1] == "registry" else ""
+
+
 def decode(value: bytes, revision: int) -> Object:
-    obj: Object = json.loads(value)
+    obj: Object = codec.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
 
@@ -88,9 +99,11 @@ def decode(value: bytes, revision: int) -> Object:
 class EtcdStorage:
     """One gRPC channel to an etcd cluster; safe to share between tasks."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], *, timeout: float = 5.0,
+                 observe: RequestObserver | None = None) -> None:
         self.endpoints = list(endpoints)
         self.timeout = timeout
+        self.observe = observe  # set once, before the first request
         options = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
                    ("grpc.lb_policy_name", "round_robin")]
         self._channel = grpc.aio.insecure_channel(grpc_target(endpoints), options=options)
@@ -103,19 +116,24 @@ class EtcdStorage:
     async def close(self) -> None:
         await self._channel.close(None)
 
-    async def _call(self, method: Any, request: Any) -> Any:
+    async def _call(self, method: Any, request: Any, operation: str, key: str) -> Any:
+        started = time.perf_counter()
         try:
             return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc, self.endpoints) from exc
+        finally:
+            if self.observe is not None:
+                self.observe(operation, resource_type(key), time.perf_counter() - started)
 
-    async def call_kv(self, method: str, request: Any) -> Any:
+    async def call_kv(self, method: str, request: Any, operation: str = "txn") -> Any:
         """A raw KV call (e.g. the compactor's transaction) with our deadline and errors."""
-        return await self._call(getattr(self._kv, method), request)
+        return await self._call(getattr(self._kv, method), request, operation, "")
 
     async def current_revision(self) -> int:
         response = await self._call(self._kv.Range, rpc.RangeRequest(
-            key=b"/registry/", range_end=prefix_end(b"/registry/"), count_only=True))
+            key=b"/registry/", range_end=prefix_end(b"/registry/"), count_only=True),
+            "currentRevision", "")
         revision: int = response.header.revision
         return revision
 
@@ -125,13 +143,14 @@ class EtcdStorage:
             compare=[rpc.Compare(key=k, target=CREATE, result=EQUAL, create_revision=0)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
         )
-        response = await self._call(self._kv.Txn, request)
+        response = await self._call(self._kv.Txn, request, "create", key)
         if not response.succeeded:
             raise KeyExists(key)
         return decode(value, response.header.revision)
 
     async def _get_kv(self, key: str) -> Any:
-        response = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
+        response = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()), "get",
+                                    key)
         return response.kvs[0] if response.kvs else None
 
     async def get(self, key: str) -> Object | None:
@@ -144,7 +163,7 @@ class EtcdStorage:
                                    range_end=prefix_end(prefix.encode()),
                                    revision=revision, limit=limit)
         try:
-            response = await self._call(self._kv.Range, request)
+            response = await self._call(self._kv.Range, request, "list", prefix)
         except Compacted as exc:
             raise Compacted(revision) from exc
         except FutureRevision as exc:
@@ -163,7 +182,7 @@ class EtcdStorage:
                 raise KeyNotFound(key)
             current = decode(kv.value, kv.mod_revision)
             try:
-                updated = await update(copy.deepcopy(current))
+                updated = await update(decode(kv.value, kv.mod_revision))  # a copy to change
             except NoChange:
                 return current
             value = encode(updated)
@@ -175,7 +194,7 @@ class EtcdStorage:
                 success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
                 failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
             )
-            response = await self._call(self._kv.Txn, request)
+            response = await self._call(self._kv.Txn, request, "update", key)
             if response.succeeded:
                 return decode(value, response.header.revision)
             kvs = response.responses[0].response_range.kvs
@@ -195,7 +214,7 @@ class EtcdStorage:
                 success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))],
                 failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
             )
-            response = await self._call(self._kv.Txn, request)
+            response = await self._call(self._kv.Txn, request, "delete", key)
             if response.succeeded:
                 current["metadata"]["resourceVersion"] = str(response.header.revision)
                 return current
@@ -204,7 +223,8 @@ class EtcdStorage:
 
     async def compact(self, revision: int) -> None:
         try:
-            await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision))
+            await self._call(self._kv.Compact, rpc.CompactionRequest(revision=revision),
+                             "compact", "")
         except FutureRevision as exc:
             raise FutureRevision(revision) from exc
         except Compacted:

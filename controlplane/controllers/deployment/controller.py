@@ -16,6 +16,7 @@ from typing import Any
 from controlplane.api import errors
 from controlplane.api.meta import controller_of
 from controlplane.api.selectors import LabelSelector
+from controlplane.client.events import WARNING
 from controlplane.client.rest import DEPLOYMENTS, PODS, REPLICASETS
 from controlplane.controllers.base import (
     Controller,
@@ -26,7 +27,6 @@ from controlplane.controllers.base import (
     split_key,
 )
 from controlplane.controllers.deployment import progress, rollout, sync, util
-from controlplane.controllers.events import WARNING
 from controlplane.controllers.refmanager import claim, recheck_owner
 from controlplane.controllers.status import status_patch
 

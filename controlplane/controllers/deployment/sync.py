@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from controlplane.api import errors
 from controlplane.api.meta import controller_of
+from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.rest import REPLICASETS
 from controlplane.controllers.base import controller_ref, deep_copy
 from controlplane.controllers.deployment import progress, util
-from controlplane.controllers.events import NORMAL, WARNING
 
 if TYPE_CHECKING:
     from controlplane.controllers.deployment.controller import DeploymentController

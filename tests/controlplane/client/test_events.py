@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from controlplane.api import errors
-from controlplane.controllers.events import EventSink, object_reference
+from controlplane.client.events import EventSink, object_reference
 from controlplane.controllers.testing import FakeClient, replicaset
 
 RS = dict(replicaset("web", {"app": "web"}, 1), kind="ReplicaSet")

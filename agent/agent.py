@@ -1,0 +1,196 @@
+"""The agent's run script: watch this node's pods, sync each through its worker, report status.
+
+Order (as k3s' agent/run.go reads): import air-gapped images -> register the node -> start the
+informers (this node's pods; configmaps, secrets and services for env and volumes) -> adopt
+what the runtime already runs (after a restart nothing starts twice; pods deleted meanwhile are
+removed) -> PLEG + probes + pod workers. Status is PATCHed only when it changed; a deleted pod
+is stopped with its grace period, then the agent confirms the deletion to the apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from agent import status as podstatus
+from agent.config import AgentConfig
+from agent.image_pulls import ImageManager
+from agent.pleg import PLEG
+from agent.pod_workers import DONE, PodWorkers
+from agent.podsync import PodSyncer
+from agent.probes import ProbeManager
+from agent.volumes import VolumeManager
+from controlplane.api import errors
+from controlplane.api.meta import now_rfc3339
+from controlplane.client.events import EventSink
+from controlplane.client.informer import Informer
+from controlplane.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICES, RESTClient
+from cri.containerd_client import ContainerdClient
+
+log = logging.getLogger(__name__)
+Object = dict[str, Any]
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, client: RESTClient, runtime: Any,
+                 events: ContainerdClient, *, node_allocatable: Any = None) -> None:
+        self.config = config
+        self.client = client
+        self.runtime = runtime
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={config.node_name}")
+        self.configmaps = Informer(client, CONFIGMAPS)
+        self.secrets = Informer(client, SECRETS)
+        self.services = Informer(client, SERVICES)
+        self.sink = EventSink(client, host=config.node_name)
+        self.recorder = self.sink.recorder("kubelet")
+        self._uid_key: dict[str, str] = {}  # pod uid -> namespace/name, from the informer
+        self._allocatable: Callable[[], dict[str, str]] = node_allocatable or (lambda: {})
+        self.probes = ProbeManager(runtime, on_result=self._probe_result)
+        self.volumes = VolumeManager(config.pods_dir, configmap=self._configmap,
+                                     secret=self._secret, node_name=config.node_name,
+                                     pod_info=self._pod_by_uid,
+                                     node_allocatable=self._allocatable)
+        self.images = ImageManager(runtime, self.recorder, secret=self._secret)
+        self.syncer = PodSyncer(
+            runtime, config, images=self.images, volumes=self.volumes, recorder=self.recorder,
+            configmap=self._configmap, secret=self._secret, services=self._services,
+            liveness_failed=self._liveness_failed, node_allocatable=self._allocatable)
+        self.workers = PodWorkers(self.sync)
+        self.pleg = PLEG(runtime, events, on_change=self.workers.update)
+        self._liveness: set[tuple[str, str]] = set()  # (uid, container) that failed liveness
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.config.node_name} {self.workers!r}>"
+
+    # -- lookups for env and volumes -------------------------------------------------------------
+
+    def _configmap(self, namespace: str, name: str) -> Object | None:
+        return self.configmaps.get(f"{namespace}/{name}")
+
+    def _secret(self, namespace: str, name: str) -> Object | None:
+        return self.secrets.get(f"{namespace}/{name}")
+
+    def _services(self, namespace: str) -> list[Object]:
+        """The namespace's services plus default/kubernetes (KUBERNETES_SERVICE_HOST, ...)."""
+        found = self.services.list(namespace)
+        kubernetes = self.services.get("default/kubernetes")
+        if namespace != "default" and kubernetes is not None:
+            found.append(kubernetes)
+        return found
+
+    def _pod_by_uid(self, uid: str) -> Object | None:
+        key = self._uid_key.get(uid)
+        pod = self.pods.get(key) if key else None
+        return pod if pod is not None and pod["metadata"].get("uid") == uid else None
+
+    # -- events in -------------------------------------------------------------------------------
+
+    def _pod_changed(self, pod: Object) -> None:
+        uid = pod["metadata"]["uid"]
+        self._uid_key[uid] = f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+        self.workers.update(uid)
+
+    def _pod_deleted(self, pod: Object) -> None:
+        self.workers.update(pod["metadata"]["uid"])
+
+    def _source_changed(self, obj: Object) -> None:
+        """A configMap or secret changed: resync the pods whose volumes use it."""
+        namespace = obj["metadata"].get("namespace", "")
+        for uid, key in list(self._uid_key.items()):
+            if key.startswith(f"{namespace}/"):
+                self.workers.update(uid)
+
+    def _probe_result(self, uid: str, container: str, kind: str, result: bool,
+                      message: str) -> None:
+        if kind == "liveness":
+            (self._liveness.discard if result else self._liveness.add)((uid, container))
+        pod = self._pod_by_uid(uid)
+        if pod is not None and not result and message:
+            self.recorder.event(pod, "Warning", "Unhealthy", message)
+        self.workers.update(uid)
+
+    def _liveness_failed(self, uid: str, container: str) -> bool:
+        failed = (uid, container) in self._liveness
+        self._liveness.discard((uid, container))
+        return failed
+
+    # -- the sync --------------------------------------------------------------------------------
+
+    async def sync(self, uid: str) -> float | None:
+        pod = self._pod_by_uid(uid)
+        if pod is None:  # gone from the API (or never ours): stop and remove what runs
+            await self.syncer.kill_pod(None, uid, 0)
+            await self.syncer.remove_pod(uid)
+            self.probes.remove_pod(uid)
+            self._uid_key.pop(uid, None)
+            return DONE
+        if pod["metadata"].get("deletionTimestamp"):
+            return await self._terminate(pod)
+        result = await self.syncer.sync(pod)
+        container_ids = {c.labels.get("io.kubernetes.container.name", ""): c.id
+                         for c in result.containers if c.state == 1}  # CONTAINER_RUNNING
+        pod_ip = result.sandbox.network.ip if result.sandbox is not None else ""
+        self.probes.add_pod(pod, container_ids, pod_ip)
+        await self._report(pod, result)
+        return result.retry_after
+
+    async def _report(self, pod: Object, result: Any) -> None:
+        uid = pod["metadata"]["uid"]
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        new = podstatus.compute_pod_status(
+            pod, sandbox=result.sandbox, containers=result.containers, waiting=result.waiting,
+            ready={n: self.probes.ready(uid, n) for n in names},
+            started={n: self.probes.started(uid, n) for n in names},
+            host_ip=self.config.node_ip, now=now_rfc3339(), previous=pod.get("status"))
+        old = pod.get("status") or {}
+        if not podstatus.status_changed(old, new):
+            return
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(PODS, meta["name"], podstatus.merge_patch_for(old, new),
+                                    meta.get("namespace", ""), subresource="status")
+        except errors.NotFound:
+            return
+        if new.get("phase") in ("Succeeded", "Failed") and result.sandbox is not None:
+            await self.syncer.kill_pod(pod, uid, 0)  # a finished pod keeps no sandbox
+
+    async def _terminate(self, pod: Object) -> float:
+        meta = pod["metadata"]
+        grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+        await self.syncer.kill_pod(pod, meta["uid"], grace)
+        await self.syncer.remove_pod(meta["uid"])
+        self.probes.remove_pod(meta["uid"])
+        try:
+            await self.client.delete(PODS, meta["name"], meta.get("namespace", ""),
+                                     grace_period=0, preconditions={"uid": meta["uid"]})
+        except (errors.NotFound, errors.Conflict):
+            pass
+        return DONE
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.pods.add_handlers(on_add=self._pod_changed,
+                               on_update=lambda old, new: self._pod_changed(new),
+                               on_delete=self._pod_deleted)
+        for informer in (self.configmaps, self.secrets):
+            informer.add_handlers(on_update=lambda old, new: self._source_changed(new))
+        for informer in (self.pods, self.configmaps, self.secrets, self.services):
+            informer.start()
+        sink = asyncio.create_task(self.sink.run(), name="event sink")
+        await asyncio.gather(*(i.wait_synced() for i in (self.pods, self.configmaps,
+                                                           self.secrets, self.services)))
+        for uid in await self.pleg.relist():  # adopt what runs; orphans get cleaned up
+            if uid:
+                self.workers.update(uid)
+        log.info("agent %s: caches synced, %d pods", self.config.node_name,
+                 len(self.pods.store))
+        try:
+            await self.pleg.run()
+        finally:
+            sink.cancel()
+            await self.workers.stop()
+            for informer in (self.pods, self.configmaps, self.secrets, self.services):
+                await informer.stop()

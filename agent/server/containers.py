@@ -1,0 +1,108 @@
+"""Finding a pod's containers in the runtime by their CRI labels (agent/labels.py).
+
+The agent's own pod list may be behind or absent (after a restart, or in tests), so the runtime
+is the truth: every container carries its pod's namespace, name and uid and its container name.
+When several pod instances of one name exist (deleted and recreated), the uid of the pod the
+agent runs wins, else the newest container's. Of one container's instances the current one has
+the highest restart count (then the newest creation time); `previous` is the one before it.
+Errors are Kubernetes Statuses worded as the kubelet words them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from agent import labels
+from controlplane.api import errors
+from cri.errors import CRIError
+from cri.v1 import api_pb2 as api
+
+Object = dict[str, Any]
+PodLister = Callable[[], Iterable[Object]]
+
+
+class Runtime(Protocol):
+    """The part of `cri.runtime.RuntimeClient` (and `cri.fake.FakeRuntime`) the server uses."""
+
+    async def list_containers(self, filter: api.ContainerFilter | None = None, *,
+                              timeout: float | None = None) -> Sequence[api.Container]: ...
+
+    async def container_status(self, container_id: str, *, verbose: bool = False,
+                               timeout: float | None = None) -> api.ContainerStatus: ...
+
+    async def exec(self, request: api.ExecRequest, *, timeout: float | None = None) -> str: ...
+
+    async def attach(self, request: api.AttachRequest, *,
+                     timeout: float | None = None) -> str: ...
+
+
+def restart_count(container: api.Container) -> int:
+    try:
+        return int(container.annotations.get(labels.RESTART_COUNT, "0"))
+    except ValueError:
+        return 0
+
+
+def _newest_first(containers: Iterable[api.Container]) -> list[api.Container]:
+    return sorted(containers, key=lambda c: (restart_count(c), c.created_at), reverse=True)
+
+
+class ContainerLookup:
+    """Resolves (namespace, pod, container) to CRI containers on this node."""
+
+    def __init__(self, runtime: Runtime, *, node_name: str, pods: PodLister) -> None:
+        self.runtime = runtime
+        self.node_name = node_name
+        self.pods = pods
+
+    def _known_uid(self, namespace: str, pod: str) -> str:
+        for obj in self.pods():
+            meta = obj.get("metadata") or {}
+            if meta.get("namespace") == namespace and meta.get("name") == pod:
+                return str(meta.get("uid") or "")
+        return ""
+
+    async def instances(self, namespace: str, pod: str, container: str) -> list[api.Container]:
+        """Every instance of the container, current first; NotFound when there is none."""
+        selector = {labels.POD_NAMESPACE: namespace, labels.POD_NAME: pod}
+        found = list(await self.runtime.list_containers(
+            api.ContainerFilter(label_selector=selector)))
+        uid = self._known_uid(namespace, pod)
+        if not found and not uid:
+            raise errors.NotFound(f'pod "{pod}" in namespace "{namespace}" is not running on '
+                                  f'node "{self.node_name}"', name=pod, kind="pods")
+        if not uid and found:
+            uid = _newest_first(found)[0].labels.get(labels.POD_UID, "")
+        mine = [c for c in found if c.labels.get(labels.CONTAINER_NAME) == container
+                and (not uid or c.labels.get(labels.POD_UID, "") == uid)]
+        if not mine:
+            raise errors.NotFound(f'container "{container}" in pod "{pod}" is not available',
+                                  name=pod, kind="pods")
+        return _newest_first(mine)
+
+    async def for_logs(self, namespace: str, pod: str, container: str, *,
+                       previous: bool) -> api.ContainerStatus:
+        """The status (with its log path) of the current or, with `previous`, the last
+        terminated instance."""
+        instances = await self.instances(namespace, pod, container)
+        if previous:
+            if len(instances) < 2:
+                raise errors.BadRequest(f'previous terminated container "{container}" in pod '
+                                        f'"{pod}" not found')
+            return await self.runtime.container_status(instances[1].id)
+        return await self.runtime.container_status(instances[0].id)
+
+    async def running(self, namespace: str, pod: str, container: str) -> api.Container:
+        """The current instance, which must be running (exec and attach need a process)."""
+        current = (await self.instances(namespace, pod, container))[0]
+        if current.state != api.CONTAINER_RUNNING:
+            raise errors.BadRequest(f'container not found ("{container}")')
+        return current
+
+    async def is_running(self, container_id: str) -> bool:
+        try:
+            status = await self.runtime.container_status(container_id)
+        except CRIError:  # removed, or containerd is gone: nothing more will be written
+            return False
+        return bool(status.state == api.CONTAINER_RUNNING)

@@ -1,0 +1,174 @@
+"""`pinnace agent` running real pods: the real apiserver and etcd, a node namespace with its own
+containerd, pods created through kubectl and observed through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Kubectl, NodeEnv
+
+from agent import labels
+from cri.runtime import RuntimeClient
+from cri.v1 import api_pb2 as api
+from pinnace.local.apiserver import APIServerProcess
+from pinnace.local.process import Process
+
+NODE = f"agent-{os.getpid() % 10000}"
+
+
+@pytest.fixture(scope="module")
+def agent(node: NodeEnv, apiserver: APIServerProcess, workdir: Path) -> Iterator[Process]:
+    base = workdir / "agent"
+    process = Process("agent", [
+        sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
+        "--node-name", NODE, "--containerd", node.socket, "--root-dir", str(base / "root"),
+        "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.2.0/24",
+        "--cni-conf-dir", str(node.node.base / "cni" / "net.d"), "--port", "0",
+    ], base / "agent.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def wait_for(kubectl: Kubectl, check: str, *args: str, timeout: float = 60) -> dict[str, object]:
+    """Poll `kubectl get ... -o json` until `check` (a Python expression over `o`) holds."""
+    deadline = time.monotonic() + timeout
+    obj: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        result = kubectl.run("get", *args, "-o", "json")
+        if result.returncode == 0:
+            obj = json.loads(result.stdout)
+            try:
+                if eval(check, {"json": json}, {"o": obj}):  # noqa: S307 - test-local
+                    return obj
+            except (KeyError, IndexError, TypeError):
+                pass  # not there yet
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {check}: {json.dumps(obj)[:2000]}")
+
+
+@pytest.fixture
+def ns(kubectl: Kubectl) -> str:
+    name = f"a-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+def pod(name: str, ns: str, command: str, **spec: object) -> str:
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,
+                         "containers": [{"name": "main", "image": "localhost/busybox:1",
+                                         "command": ["sh", "-c", command]}], **spec}}
+    return json.dumps(manifest)
+
+
+def test_node_registers_and_becomes_ready(agent: Process, kubectl: Kubectl) -> None:
+    node = wait_for(kubectl, "any(c['type'] == 'Ready' and c['status'] == 'True' "
+                    "for c in o['status'].get('conditions', []))", "node", NODE)
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == NODE  # type: ignore[index]
+
+
+def test_pod_runs_and_reports_status(agent: Process, kubectl: Kubectl, ns: str) -> None:
+    kubectl("apply", "-f", "-", input=pod("web", ns, "echo hello; exec sleep 300"))
+    running = wait_for(kubectl, "o['status'].get('phase') == 'Running' and all("
+                       "s.get('ready') for s in o['status'].get('containerStatuses', []))",
+                       "pod", "web", "-n", ns)
+    status = running["status"]
+    assert status["podIP"].startswith("10.253.2.")  # type: ignore[index]
+    container = status["containerStatuses"][0]  # type: ignore[index]
+    assert container["containerID"].startswith("containerd://")
+    assert container["state"]["running"]["startedAt"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}  # type: ignore[index]
+    assert conditions["Ready"] == "True" and conditions["Initialized"] == "True"
+    table = kubectl("get", "pod", "web", "-n", ns).splitlines()[1].split()
+    assert table[1:3] == ["1/1", "Running"]
+
+
+def test_exit_codes_restarts_and_completion(agent: Process, kubectl: Kubectl, ns: str) -> None:
+    kubectl("apply", "-f", "-", input=pod("once", ns, "exit 0", restartPolicy="Never"))
+    kubectl("apply", "-f", "-", input=pod("fails", ns, "exit 3", restartPolicy="Never"))
+    kubectl("apply", "-f", "-", input=pod("crash", ns, "exit 1"))
+    done = wait_for(kubectl, "o['status'].get('phase') == 'Succeeded'", "pod", "once", "-n", ns)
+    assert done["status"]["containerStatuses"][0]["state"]["terminated"][  # type: ignore[index]
+        "reason"] == "Completed"
+    failed = wait_for(kubectl, "o['status'].get('phase') == 'Failed'", "pod", "fails", "-n", ns)
+    terminated = failed["status"]["containerStatuses"][0]["state"]["terminated"]  # type: ignore
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    crash = wait_for(kubectl, "o['status']['containerStatuses'][0].get('restartCount', 0) >= 1 "
+                     "and 'CrashLoopBackOff' in json.dumps(o['status'])", "pod", "crash", "-n", ns)
+    assert crash["status"]["phase"] == "Running"  # type: ignore[index]
+
+
+def test_deleting_a_pod_stops_it_and_removes_it(agent: Process, kubectl: Kubectl,
+                                                 ns: str) -> None:
+    kubectl("apply", "-f", "-", input=pod("doomed", ns, "trap 'exit 0' TERM; sleep 300 & wait"))
+    wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", "doomed", "-n", ns)
+    started = time.monotonic()
+    assert kubectl("delete", "pod", "doomed", "-n", ns).strip() == 'pod "doomed" deleted'
+    assert time.monotonic() - started < 15
+    assert "not found" in kubectl.fails("get", "pod", "doomed", "-n", ns)
+
+
+def test_bad_image_and_missing_configmap_have_reasons(agent: Process, kubectl: Kubectl,
+                                                      ns: str) -> None:
+    manifest = json.loads(pod("noimage", ns, "true"))
+    manifest["spec"]["containers"][0]["image"] = "127.0.0.1:1/nothing:here"
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for(kubectl, "o['status']['containerStatuses'][0]['state'].get('waiting', {}).get("
+             "'reason') in ('ErrImagePull', 'ImagePullBackOff')", "pod", "noimage", "-n", ns)
+    manifest = json.loads(pod("nocm", ns, "true"))
+    manifest["spec"]["containers"][0]["env"] = [{"name": "X", "valueFrom": {
+        "configMapKeyRef": {"name": "absent", "key": "k"}}}]
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    waiting = wait_for(kubectl, "o['status']['containerStatuses'][0]['state'].get('waiting', "
+                       "{}).get('reason') == 'CreateContainerConfigError'", "pod", "nocm", "-n",
+                       ns)
+    message = waiting["status"]["containerStatuses"][0]["state"]["waiting"]["message"]  # type: ignore
+    assert 'configmap "absent" not found' in message
+
+
+async def test_env_and_volumes_from_configmaps_and_secrets(agent: Process, kubectl: Kubectl,
+                                                           node: NodeEnv, ns: str) -> None:
+    kubectl("create", "configmap", "settings", "--from-literal=mode=fast", "-n", ns)
+    kubectl("create", "secret", "generic", "creds", "--from-literal=password=s3cret", "-n", ns)
+    manifest = json.loads(pod("uses-config", ns, "exec sleep 300"))
+    container = manifest["spec"]["containers"][0]
+    container["env"] = [
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    container["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/cfg"},
+                                 {"name": "sec", "mountPath": "/etc/sec"},
+                                 {"name": "scratch", "mountPath": "/scratch"}]
+    manifest["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "settings"}},
+                                   {"name": "sec", "secret": {"secretName": "creds"}},
+                                   {"name": "scratch", "emptyDir": {}}]
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", "uses-config", "-n", ns)
+    async with RuntimeClient(node.socket) as rt:
+        found = await rt.list_containers(api.ContainerFilter(label_selector={
+            labels.POD_NAME: "uses-config", labels.POD_NAMESPACE: ns}))
+        cid = found[0].id
+
+        async def run(*cmd: str) -> str:
+            return (await rt.exec_sync(cid, list(cmd), 10)).stdout.decode()
+
+        assert (await run("sh", "-c", "echo $MODE $POD")).split() == ["fast", "uses-config"]
+        assert await run("cat", "/etc/cfg/mode") == "fast"
+        assert await run("cat", "/etc/sec/password") == "s3cret"
+        assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in await run("env")
+        kubectl("patch", "configmap", "settings", "-n", ns, "--type=merge",
+                "-p", '{"data":{"mode":"slow"}}')
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and await run("cat", "/etc/cfg/mode") != "slow":
+            await asyncio.sleep(0.3)
+        assert await run("cat", "/etc/cfg/mode") == "slow"  # the volume follows the configMap
