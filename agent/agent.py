@@ -47,7 +47,8 @@ class Agent:
         self.recorder = self.sink.recorder("kubelet")
         self._uid_key: dict[str, str] = {}  # pod uid -> namespace/name, from the informer
         self._allocatable: Callable[[], dict[str, str]] = node_allocatable or (lambda: {})
-        self.probes = ProbeManager(runtime, on_result=self._probe_result)
+        self.probes = ProbeManager(runtime, on_result=self._probe_result,
+                                   on_event=self._probe_event)
         self.volumes = VolumeManager(config.pods_dir, configmap=self._configmap,
                                      secret=self._secret, node_name=config.node_name,
                                      pod_info=self._pod_by_uid,
@@ -106,10 +107,12 @@ class Agent:
                       message: str) -> None:
         if kind == "liveness":
             (self._liveness.discard if result else self._liveness.add)((uid, container))
-        pod = self._pod_by_uid(uid)
-        if pod is not None and not result and message:
-            self.recorder.event(pod, "Warning", "Unhealthy", message)
         self.workers.update(uid)
+
+    def _probe_event(self, uid: str, container: str, reason: str, message: str) -> None:
+        pod = self._pod_by_uid(uid)
+        if pod is not None:
+            self.recorder.event(pod, "Warning", reason, message)
 
     def _liveness_failed(self, uid: str, container: str) -> bool:
         failed = (uid, container) in self._liveness

@@ -23,6 +23,7 @@ from agent.config import AgentConfig
 from agent.envvars import ConfigError, resolve_env
 from agent.image_pulls import ImageError, ImageManager
 from agent.restart_backoff import RestartBackoff
+from agent.status import crash_loop_message
 from agent.volumes import VolumeError, VolumeManager
 from controlplane.client.events import Recorder
 from cri import errors as cri_errors
@@ -205,10 +206,7 @@ class PodSyncer:
         key = f"{uid}/{name}"
         remaining = self.backoff.remaining(key)
         if remaining > 0:
-            delay = self.backoff.delay(key)
-            message = (f"back-off {delay:.0f}s restarting failed container={name} "
-                       f"pod={pod['metadata']['name']}_{pod['metadata'].get('namespace', '')}"
-                       f"({uid})")
+            message = crash_loop_message(pod, name, int(self.backoff.delay(key)))
             ctx.result.waiting[name] = ("CrashLoopBackOff", message)
             self.recorder.event(pod, "Warning", "BackOff",
                                 "Back-off restarting failed container " + name +

@@ -91,9 +91,10 @@ class AgentServer:
     async def start(self, *, cert: Path, key: Path, client_ca: Path, host: str = "0.0.0.0",
                     port: int = 10250) -> int:
         """Serve on host:port (0: any free port) over TLS; return the bound port."""
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=1,
+        site = web.TCPSite(self._runner, host, port,
                            ssl_context=server_context(cert, key, client_ca))
         await site.start()
         self.port = int(self._runner.addresses[0][1])
