@@ -172,3 +172,52 @@ async def test_env_and_volumes_from_configmaps_and_secrets(agent: Process, kubec
         while time.monotonic() < deadline and await run("cat", "/etc/cfg/mode") != "slow":
             await asyncio.sleep(0.3)
         assert await run("cat", "/etc/cfg/mode") == "slow"  # the volume follows the configMap
+
+
+def test_init_containers_and_readiness_probe(agent: Process, kubectl: Kubectl, ns: str) -> None:
+    manifest = json.loads(pod("probed", ns, "sleep 2; touch /tmp/ready; exec sleep 300"))
+    manifest["spec"]["initContainers"] = [
+        {"name": "first", "image": "localhost/busybox:1", "command": ["sh", "-c", "sleep 1"]},
+        {"name": "second", "image": "localhost/busybox:1", "command": ["true"]}]
+    manifest["spec"]["containers"][0]["readinessProbe"] = {
+        "exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    running = wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", "probed",
+                       "-n", ns)
+    inits = running["status"]["initContainerStatuses"]  # type: ignore[index]
+    assert [s["state"]["terminated"]["reason"] for s in inits] == ["Completed", "Completed"]
+    ready = wait_for(kubectl, "any(c['type'] == 'Ready' and c['status'] == 'True' for c in "
+                     "o['status']['conditions'])", "pod", "probed", "-n", ns)
+    assert ready["status"]["containerStatuses"][0]["ready"] is True  # type: ignore[index]
+
+
+async def test_agent_restart_adopts_and_cleans_up(agent: Process, kubectl: Kubectl,
+                                                  node: NodeEnv, ns: str) -> None:
+    for i in range(20):
+        kubectl("apply", "-f", "-", input=pod(f"p{i}", ns, "exec sleep 300"))
+    time.sleep(1.0)  # some started, some not yet
+    assert agent.popen is not None
+    agent.popen.kill()  # kill -9 mid-way
+    agent.popen.wait()
+    kubectl("delete", "pod", "p0", "-n", ns, "--wait=false")
+    agent.start()
+    for i in range(1, 20):
+        wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", f"p{i}", "-n", ns,
+                 timeout=90)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and kubectl.run("get", "pod", "p0", "-n",
+                                                      ns).returncode == 0:
+        time.sleep(0.3)
+    assert "not found" in kubectl.fails("get", "pod", "p0", "-n", ns)
+    async with RuntimeClient(node.socket) as rt:
+        containers = await rt.list_containers(api.ContainerFilter(
+            label_selector={labels.POD_NAMESPACE: ns}))
+        by_pod: dict[str, int] = {}
+        for container in containers:
+            name = container.labels[labels.POD_NAME]
+            by_pod[name] = by_pod.get(name, 0) + 1
+        assert "p0" not in by_pod
+        assert all(count == 1 for count in by_pod.values()), by_pod  # nothing started twice
+        sandboxes = await rt.list_pod_sandbox(api.PodSandboxFilter(
+            label_selector={labels.POD_NAMESPACE: ns}))
+        assert len(sandboxes) == 19
