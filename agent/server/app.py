@@ -150,9 +150,14 @@ class AgentServer:
         await response.prepare(request)
         gauge = self.metrics.streams.labels("logs")
         gauge.inc()
+
+        async def keep_following() -> bool:
+            if request.transport is None or request.transport.is_closing():
+                return False  # the reader went away
+            return await self.lookup.is_running(status.id)
+
         try:
-            await stream_log(path, options, response.write,
-                             lambda: self.lookup.is_running(status.id))
+            await stream_log(path, options, response.write, keep_following)
             await response.write_eof()
         except ConnectionError:
             log.debug("log reader of %s/%s/%s went away", ns, pod, name)

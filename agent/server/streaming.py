@@ -1,9 +1,10 @@
 """Exec and attach for clients: a WebSocket in `v5.channel.k8s.io` or `v4.channel.k8s.io`,
 bridged to a session with containerd's streaming server (agent/server/upstream.py).
 
-Every message is a channel byte and data: 0 stdin, 1 stdout, 2 stderr, 3 the Status that ends
-the call (NonZeroExitCode with an ExitCode cause carries the exit status), 4 terminal resizes.
-v5 adds channel 255: `ff 00` closes stdin, which becomes the session's half-close. The socket
+Every message is a channel byte and data (a text frame counts as its UTF-8 bytes, as in
+Kubernetes' own server): 0 stdin, 1 stdout, 2 stderr, 3 the Status that ends the call
+(NonZeroExitCode with an ExitCode cause carries the exit status), 4 terminal resizes. v5 adds
+channel 255: `ff 00` closes stdin, which becomes the session's half-close. The socket
 is accepted only once the session is up, so a failure before it (no such container, containerd
 refusing) is still an HTTP Status the caller can relay; after it, the call ends when the
 command does (the Status sent, the socket closed) or when the client goes away.
@@ -68,9 +69,15 @@ async def bridge(request: web.Request, session: Session) -> web.WebSocketRespons
 
     async def from_client() -> None:
         async for message in ws:
-            if message.type != WSMsgType.BINARY or not message.data:
+            if message.type == WSMsgType.TEXT:  # the Python client writes str as text frames
+                raw = message.data.encode()
+            elif message.type == WSMsgType.BINARY:
+                raw = message.data
+            else:
                 continue
-            channel, data = message.data[0], message.data[1:]
+            if not raw:
+                continue
+            channel, data = raw[0], raw[1:]
             if channel == STREAM_CLOSE and v5:
                 if data[:1] == b"\x00":
                     await session.close_stdin()

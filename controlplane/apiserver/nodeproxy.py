@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime",
               "limitBytes")
 CONNECT_TIMEOUT = 10.0
+CLIENT_CHECK_INTERVAL = 1.0  # seconds between checks that a log follower is still there
 KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 KUBELET_CLIENT_FILE = "apiserver-kubelet-client"  # .crt/.key in --cert-dir, kubeadm's names
 NOT_UPGRADED = ("Upgrade request required: pods/exec and pods/attach are served over WebSocket "
@@ -209,10 +210,7 @@ class NodeProxy:
                 response = web.StreamResponse(
                     headers={"Content-Type": "text/plain; charset=utf-8"})
                 await response.prepare(request)
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
-                    async for chunk in upstream.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
+                await _while_connected(request, _copy_body(upstream, response))
                 return response
 
     async def _agent_error(self, url: str) -> web.Response | None:
@@ -245,6 +243,29 @@ class NodeProxy:
                 await client.prepare(request)
                 await _pump(client, upstream)
                 return client
+
+
+async def _copy_body(upstream: aiohttp.ClientResponse, response: web.StreamResponse) -> None:
+    with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+
+
+async def _while_connected(request: web.Request, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, cancelling it once the client has gone (a followed log that stays quiet
+    would otherwise hold the agent's stream open until the container exits)."""
+    task = asyncio.create_task(work)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=CLIENT_CHECK_INTERVAL)
+            if request.transport is None or request.transport.is_closing():
+                task.cancel()
+                await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()
+    finally:
+        task.cancel()
 
 
 async def _copy_error(upstream: aiohttp.ClientResponse) -> web.Response:
