@@ -186,3 +186,33 @@ def test_get_watch_sees_changes(kubectl: Kubectl, apiserver: object, ns: str) ->
         out, _ = watcher.communicate(timeout=10)
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert names[:1] == ["w1"] and "w2" in names
+
+
+def test_describe_shows_events_and_wide_columns(kubectl: Kubectl, ns: str) -> None:
+    kubectl("run", "d1", "--image=busybox", "-n", ns, "--", "sleep", "60")
+    uid = json.loads(kubectl("get", "pod", "d1", "-n", ns, "-o", "json"))["metadata"]["uid"]
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"name": "d1.test", "namespace": ns},
+             "involvedObject": {"kind": "Pod", "name": "d1", "namespace": ns, "uid": uid,
+                                "apiVersion": "v1"},
+             "reason": "Tested", "message": "an event for describe", "type": "Normal",
+             "count": 1, "source": {"component": "pytest"},
+             "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"}
+    kubectl("create", "-f", "-", input=json.dumps(event))
+    described = kubectl("describe", "pod", "d1", "-n", ns)
+    assert "Name:             d1" in described
+    assert "Tested" in described and "an event for describe" in described
+    wide = kubectl("get", "pod", "d1", "-n", ns, "-o", "wide").splitlines()[0].split()
+    assert wide[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert "NODE" in wide and "IP" in wide
+
+
+def test_delete_cascade_orphan_and_background(kubectl: Kubectl, ns: str) -> None:
+    for name in ("orphaned", "background"):
+        kubectl("create", "configmap", name, "-n", ns)
+    kubectl("delete", "configmap", "orphaned", "-n", ns, "--cascade=orphan", "--wait=false")
+    live = json.loads(kubectl("get", "cm", "orphaned", "-n", ns, "-o", "json"))
+    assert live["metadata"]["finalizers"] == ["orphan"]  # the garbage collector's to finish
+    assert kubectl("delete", "configmap", "background", "-n", ns,
+                   "--cascade=background").strip() == 'configmap "background" deleted'
+    assert "not found" in kubectl.fails("get", "cm", "background", "-n", ns)
