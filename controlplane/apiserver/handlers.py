@@ -323,7 +323,8 @@ class ResourceHandler:
         bookmarks = _query_bool(request, "allowWatchBookmarks")
         try:
             await asyncio.wait_for(
-                _stream(response, watcher, target, table, bookmarks, store),
+                _stream(response, watcher, target, table, bookmarks, store,
+                        opts.resource_version),
                 float(timeout) if timeout else None)
         except (TimeoutError, ConnectionResetError, asyncio.CancelledError):
             pass
@@ -400,8 +401,9 @@ def _event_object(obj: Object, target: Target, table: bool, first: bool) -> Obje
 
 
 async def _stream(response: web.StreamResponse, watcher: Any, target: Target, table: bool,
-                  bookmarks: bool, store: Store) -> None:
+                  bookmarks: bool, store: Store, start: str) -> None:
     first = True
+    last = int(start) if start.isdigit() else 0  # never bookmark behind what was sent
     events = watcher.__aiter__()
     while True:
         try:
@@ -412,10 +414,12 @@ async def _stream(response: web.StreamResponse, watcher: Any, target: Target, ta
             if bookmarks:
                 mark = {"type": "BOOKMARK", "object": {
                     "kind": target.info.kind, "apiVersion": target.info.api_version,
-                    "metadata": {"resourceVersion": str(store.cache.revision)}}}
+                    "metadata": {"resourceVersion": str(max(last, store.cache.revision))}}}
                 await response.write(json.dumps(mark).encode() + b"\n")
             continue
         obj = event.object if event.type == "ERROR" else store.from_storage(event.object)
+        rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+        last = max(last, int(rv)) if str(rv).isdigit() else last
         obj = _event_object(obj, target, table, first)
         first = False
         line = json.dumps({"type": event.type, "object": obj}, separators=(",", ":"))
