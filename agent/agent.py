@@ -174,6 +174,27 @@ class Agent:
 
     # -- running ---------------------------------------------------------------------------------
 
+    async def _runtime_settled(self, timeout: float = 10.0) -> None:
+        """Wait until the runtime stops changing before adopting what it runs.
+
+        An agent killed mid-call leaves CRI calls that containerd still completes (a sandbox
+        being set up looks not-ready, a container appears a moment later); acting on the
+        half-done state would start things twice. Two identical listings 0.5 s apart mean the
+        previous agent's calls are done.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        previous = None
+        while loop.time() < deadline:
+            sandboxes = await self.runtime.list_pod_sandbox()
+            containers = await self.runtime.list_containers()
+            state = (sorted((s.id, s.state) for s in sandboxes),
+                     sorted((c.id, c.state) for c in containers))
+            if state == previous:
+                return
+            previous = state
+            await asyncio.sleep(0.5)
+
     async def run(self) -> None:
         self.pods.add_handlers(on_add=self._pod_changed,
                                on_update=lambda old, new: self._pod_changed(new),
@@ -185,6 +206,7 @@ class Agent:
         sink = asyncio.create_task(self.sink.run(), name="event sink")
         await asyncio.gather(*(i.wait_synced() for i in (self.pods, self.configmaps,
                                                            self.secrets, self.services)))
+        await self._runtime_settled()
         for uid in await self.pleg.relist():  # adopt what runs; orphans get cleaned up
             if uid:
                 self.workers.update(uid)

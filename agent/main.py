@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.images import importer
 from agent.node import NodeManager
 from agent.node.config import NodeConfig
+from agent.server import AgentServer
 from controlplane.client import kubeconfig
 from controlplane.client.rest import RESTClient
 from cri.containerd_client import ContainerdClient
@@ -42,7 +45,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pod-cidr", default="")
     p.add_argument("--cni-conf-dir", type=Path, default=Path("/etc/cni/net.d"))
     p.add_argument("--images-dir", type=Path, help="image tars to import at start")
-    p.add_argument("--port", type=int, default=10250)
+    p.add_argument("--port", type=int, default=10250, help="the agent's HTTPS port (0: any)")
+    p.add_argument("--address", default="0.0.0.0", help="the address the HTTPS server binds")
+    p.add_argument("--tls-cert-file", type=Path, help="the agent's serving certificate")
+    p.add_argument("--tls-private-key-file", type=Path)
+    p.add_argument("--client-ca-file", type=Path,
+                   help="CA of the clients allowed to call the agent (the apiserver)")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2")
     p.add_argument("-v", "--v", type=int, default=1)
     return p
@@ -59,7 +67,21 @@ def config_of(args: argparse.Namespace) -> AgentConfig:
         node_labels=labels)
 
 
-async def run(config: AgentConfig, kubeconfig_path: Path) -> None:
+async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeClient,
+                pods: Callable[[], Iterable[dict[str, Any]]]) -> AgentServer | None:
+    """Start the logs/exec/attach server when TLS files were given (else say why not)."""
+    if not (args.tls_cert_file and args.tls_private_key_file and args.client_ca_file):
+        log.warning("no --tls-cert-file/--tls-private-key-file/--client-ca-file: not serving "
+                    "logs, exec and attach")
+        return None
+    server = AgentServer(runtime, node_name=config.node_name, log_root=config.log_dir,
+                         pods=pods)
+    await server.start(cert=args.tls_cert_file, key=args.tls_private_key_file,
+                       client_ca=args.client_ca_file, host=args.address, port=config.port)
+    return server
+
+
+async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespace) -> None:
     log.info("effective configuration: %s", config)
     if config.images_dir and config.images_dir.is_dir():
         for tar in sorted(config.images_dir.glob("*.tar")):
@@ -68,12 +90,17 @@ async def run(config: AgentConfig, kubeconfig_path: Path) -> None:
     client = RESTClient(kubeconfig.load(kubeconfig_path), user_agent="pinnace-agent")
     runtime = RuntimeClient(config.containerd)
     events = ContainerdClient(config.containerd)
+    holder: list[Agent] = []
+    server = await serve(config, args, runtime, lambda: holder[0].pods.list() if holder else [])
+    if server is not None:
+        config = dataclasses.replace(config, port=server.port)
     node = NodeManager(client, runtime, NodeConfig(
         node_name=config.node_name, node_ip=config.node_ip, root_dir=config.root_dir,
         cni_conf_dir=config.cni_conf_dir, pod_cidr=config.pod_cidr, labels=config.node_labels,
         kubelet_port=config.port))
     await node.register()
     agent = Agent(config, client, runtime, events, node_allocatable=node.allocatable)
+    holder.append(agent)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -86,6 +113,8 @@ async def run(config: AgentConfig, kubeconfig_path: Path) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     failed = [t.exception() for t in tasks if t in done and not t.cancelled() and t.exception()]
+    if server is not None:
+        await server.stop()
     await client.close()
     await runtime.close()
     await events.close()
@@ -99,7 +128,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(run(config_of(args), args.kubeconfig))
+        asyncio.run(run(config_of(args), args.kubeconfig, args))
     except (OSError, kubeconfig.KubeconfigError) as exc:
         print(f"pinnace agent: {exc}", file=sys.stderr)
         return 1

@@ -4,10 +4,18 @@ Starts a private etcd and `pinnace apiserver`, then measures, each beside the ph
 the same operation done directly on etcd with the same gRPC stubs and concurrency:
   create pod at concurrency 1 and 32 (throughput, p50/p99)  vs  raw etcd create transactions
   get pod (p50/p99)                                          vs  raw etcd range
-  list 5000 pods (p50/p99 of 5 lists)                        vs  raw etcd range of 5000 keys
+  list 5000 pods (p50/p99 of 5 lists; from etcd, and with    vs  raw etcd range of 5000 keys
+    resourceVersion=0 from the watch cache)
   watch delivery to 200 watchers (write -> receipt p50/p99)
-  apiserver RSS with 5000 pods
-Run as root: `.venv/bin/python bench/api.py [--pods 5000]`.
+  apiserver RSS with 5000 pods (after the lists, and before them)
+Creates run in 3 rounds, raw etcd then apiserver each round, so that a noisy neighbour on a
+shared machine hits both sides alike; the throughputs printed are the median rounds', the
+latencies those of all rounds. This process is the client of both sides, on one event loop
+(asyncio, or uvloop with --loop uvloop): aiohttp over TLS for the apiserver, our EtcdStorage
+for raw etcd. Under each create line, the CPU each process spent per create says where the
+time goes: the apiserver serves requests on one thread, so when that thread is ~100% busy,
+the apiserver's CPU per create is the limit.
+Run as root: `.venv/bin/python bench/api.py [--pods 5000] [--loop uvloop]`.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import shutil
 import ssl
 import statistics
@@ -25,10 +35,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import uvloop
 
 from controlplane.apiserver.storage.etcd import EtcdStorage
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.etcd import Etcd
+
+ROUNDS = 3  # of each create measurement, raw etcd and apiserver alternating
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -80,8 +93,43 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(stat: Path) -> float:
+    """User + system CPU of a process or thread, from its /proc stat file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPU:
+    """CPU seconds spent by this process (the client), the apiserver (and its main thread, the
+    one serving requests) and etcd."""
+
+    def __init__(self, api_pid: int, etcd_pid: int) -> None:
+        self.stats = {"apiserver": Path(f"/proc/{api_pid}/stat"),
+                      "main thread": Path(f"/proc/{api_pid}/task/{api_pid}/stat"),
+                      "etcd": Path(f"/proc/{etcd_pid}/stat")}
+
+    def now(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"client": usage.ru_utime + usage.ru_stime, "wall": time.perf_counter(),
+                **{name: cpu_seconds(path) for name, path in self.stats.items()}}
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after}
+
+
+def cpu_line(ops: int, api: dict[str, float], raw: dict[str, float]) -> str:
+    def ms(seconds: float) -> str:
+        return f"{seconds / ops * 1e3:.3f}"
+    busy = api["main thread"] / api["wall"] * 100
+    return (f"{'':<4}cpu ms per create: apiserver {ms(api['apiserver'])} (its serving thread "
+            f"{busy:.0f}% busy), etcd {ms(api['etcd'])}, client {ms(api['client'])}  | "
+            f"raw: etcd {ms(raw['etcd'])}, client {ms(raw['client'])}")
+
+
 async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> None:
     raw = EtcdStorage([etcd.endpoint])
+    cpu = CPU(api.process.pid or 0, etcd.process.pid or 0)
     ctx: ssl.SSLContext = api.ssl_context()
     connector = aiohttp.TCPConnector(ssl=ctx, limit=64)
     async with aiohttp.ClientSession(connector=connector, base_url=api.url) as http:
@@ -90,6 +138,7 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
                 async with http.post("/api/v1/namespaces/default/pods",
                                      json=pod(f"{prefix}-{i}")) as r:
                     assert r.status == 201, await r.text()
+                    await r.read()
             return op
 
         def raw_create(prefix: str) -> Callable[[int], Awaitable[None]]:
@@ -97,38 +146,67 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
                 await raw.create(f"/registry/rawbench/{prefix}-{i}", pod(f"{prefix}-{i}"))
             return op
 
-        print(f"pinnace apiserver vs raw etcd on this machine ({args.pods} pods)")
+        print(f"pinnace apiserver vs raw etcd on this machine ({args.pods} pods, client on "
+              f"{args.loop}, {os.cpu_count()} cores)")
+        created = 0
         for concurrency in (1, 32):
-            n = 500 if concurrency == 1 else 2000
-            limit_rate, _ = await timed(concurrency, n, raw_create(f"c{concurrency}"))
-            rate, lat = await timed(concurrency, n, await api_create(f"c{concurrency}"))
-            print(line(f"create pod, concurrency {concurrency}", rate, lat, limit_rate))
+            n = 200 if concurrency == 1 else 700
+            rates: list[float] = []
+            raw_rates: list[float] = []
+            lat: list[float] = []
+            api_cpu: dict[str, float] = {}
+            raw_cpu: dict[str, float] = {}
+            for round_ in range(ROUNDS):
+                prefix = f"c{concurrency}r{round_}"
+                before = cpu.now()
+                raw_rate, _ = await timed(concurrency, n, raw_create(prefix))
+                between = cpu.now()
+                rate, round_lat = await timed(concurrency, n, await api_create(prefix))
+                after = cpu.now()
+                raw_rates.append(raw_rate)
+                rates.append(rate)
+                lat += round_lat
+                for total, part in ((raw_cpu, spent(before, between)),
+                                    (api_cpu, spent(between, after))):
+                    for name, seconds in part.items():
+                        total[name] = total.get(name, 0.0) + seconds
+            created += ROUNDS * n
+            print(line(f"create pod, concurrency {concurrency}", statistics.median(rates), lat,
+                       statistics.median(raw_rates)))
+            print(cpu_line(ROUNDS * n, api_cpu, raw_cpu))
 
         async def api_get(i: int) -> None:
-            async with http.get("/api/v1/namespaces/default/pods/c1-7") as r:
+            async with http.get("/api/v1/namespaces/default/pods/c1r0-7") as r:
                 await r.read()
 
         async def raw_get(i: int) -> None:
-            await raw.get("/registry/rawbench/c1-7")
+            await raw.get("/registry/rawbench/c1r0-7")
 
         _, raw_lat = await timed(1, 500, raw_get)
         _, lat = await timed(1, 500, api_get)
         print(line("get pod", None, lat, None, raw_lat))
 
-        existing = 2500
-        rate, _ = await timed(32, max(0, args.pods - existing), await api_create("fill"))
-        lists, raw_lists = [], []
+        await timed(32, max(0, args.pods - created), await api_create("fill"))
+        rss_filled = rss_mb(api.process.pid or 0)
+        lists: list[float] = []
+        cached_lists: list[float] = []
+        raw_lists: list[float] = []
         for _ in range(5):
-            t0 = time.perf_counter()
-            async with http.get("/api/v1/namespaces/default/pods") as r:
-                body = await r.read()
-            lists.append(time.perf_counter() - t0)
+            for path, samples in (("/api/v1/namespaces/default/pods", lists),
+                                  ("/api/v1/namespaces/default/pods?resourceVersion=0",
+                                   cached_lists)):
+                t0 = time.perf_counter()
+                async with http.get(path) as r:
+                    body = await r.read()
+                samples.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             await raw.list("/registry/pods/default/")
             raw_lists.append(time.perf_counter() - t0)
         count = len(json.loads(body)["items"])
         print(line(f"list {count} pods", None, lists, None, raw_lists))
-        print(f"{'apiserver RSS':<34} {rss_mb(api.process.pid or 0):8.0f} MB with {count} pods")
+        print(line(f"list {count} pods, watch cache", None, cached_lists, None, raw_lists))
+        print(f"{'apiserver RSS':<34} {rss_mb(api.process.pid or 0):8.0f} MB with {count} pods"
+              f"  ({rss_filled:.0f} MB before the lists)")
 
         watchers = 200
         received: list[list[float]] = [[] for _ in range(watchers)]
@@ -177,6 +255,8 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the client's event loop, for both sides (the apiserver runs uvloop)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="pn-bench-api-", dir="/tmp"))
     etcd = Etcd(base / "etcd")
@@ -184,7 +264,10 @@ def main() -> int:
     try:
         etcd.start()
         api.start()
-        asyncio.run(run(args, etcd, api))
+        if args.loop == "uvloop":
+            uvloop.run(run(args, etcd, api))
+        else:
+            asyncio.run(run(args, etcd, api))
     finally:
         api.stop()
         etcd.stop()

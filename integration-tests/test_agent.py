@@ -1,11 +1,13 @@
-"""`pinnace agent` running real pods: the real apiserver and etcd, a node namespace with its own
-containerd, pods created through kubectl and observed through the API."""
+"""`pinnace agent` running real pods: the real apiserver, etcd and containerd (with its CNI
+bridge), pods created through kubectl and observed through the API, logs and exec through the
+apiserver's proxy."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -13,31 +15,47 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Kubectl, NodeEnv
+from harness import Kubectl
 
 from agent import labels
+from controlplane.apiserver import pki
 from cri.runtime import RuntimeClient
 from cri.v1 import api_pb2 as api
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.process import Process
+from pinnace.local.containerd import Containerd
+from pinnace.local.process import Process, free_port
 
 NODE = f"agent-{os.getpid() % 10000}"
 
 
 @pytest.fixture(scope="module")
-def agent(node: NodeEnv, apiserver: APIServerProcess, workdir: Path) -> Iterator[Process]:
+def agent(containerd: Containerd, apiserver: APIServerProcess,
+          workdir: Path) -> Iterator[Process]:
+    # The agent shares containerd's network namespace (ours), as on a real node: the CRI
+    # streaming server it bridges exec to listens on that namespace's loopback. Its CNI conflist
+    # goes to a directory of its own: containerd keeps the fixture's (bridge pnh..., 10.253.1/24).
     base = workdir / "agent"
+    ca = apiserver.cert_dir
+    base.mkdir(parents=True, exist_ok=True)
+    pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{NODE}",
+                           hosts=["127.0.0.1", NODE], out_cert=base / "tls.crt",
+                           out_key=base / "tls.key")
     process = Process("agent", [
         sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
-        "--node-name", NODE, "--containerd", node.socket, "--root-dir", str(base / "root"),
-        "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.2.0/24",
-        "--cni-conf-dir", str(node.node.base / "cni" / "net.d"), "--port", "0",
+        "--node-name", NODE, "--containerd", containerd.socket, "--root-dir",
+        str(base / "root"), "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.1.0/24",
+        "--cni-conf-dir", str(base / "cni"), "--port", str(free_port()),
+        "--address", "127.0.0.1", "--tls-cert-file", str(base / "tls.crt"),
+        "--tls-private-key-file", str(base / "tls.key"), "--client-ca-file", str(ca / "ca.crt"),
     ], base / "agent.log")
     process.start()
     try:
         yield process
     finally:
         process.stop()
+        # A Node without heartbeats would be tainted unreachable for later tests' schedulers.
+        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "delete", "node",
+                        NODE, "--wait=false"], capture_output=True, timeout=30)
 
 
 def wait_for(kubectl: Kubectl, check: str, *args: str, timeout: float = 60) -> dict[str, object]:
@@ -84,7 +102,7 @@ def test_pod_runs_and_reports_status(agent: Process, kubectl: Kubectl, ns: str) 
                        "s.get('ready') for s in o['status'].get('containerStatuses', []))",
                        "pod", "web", "-n", ns)
     status = running["status"]
-    assert status["podIP"].startswith("10.253.2.")  # type: ignore[index]
+    assert status["podIP"].startswith("10.253.1.")  # type: ignore[index]
     container = status["containerStatuses"][0]  # type: ignore[index]
     assert container["containerID"].startswith("containerd://")
     assert container["state"]["running"]["startedAt"]
@@ -138,7 +156,8 @@ def test_bad_image_and_missing_configmap_have_reasons(agent: Process, kubectl: K
 
 
 async def test_env_and_volumes_from_configmaps_and_secrets(agent: Process, kubectl: Kubectl,
-                                                           node: NodeEnv, ns: str) -> None:
+                                                           containerd: Containerd,
+                                                           ns: str) -> None:
     kubectl("create", "configmap", "settings", "--from-literal=mode=fast", "-n", ns)
     kubectl("create", "secret", "generic", "creds", "--from-literal=password=s3cret", "-n", ns)
     manifest = json.loads(pod("uses-config", ns, "exec sleep 300"))
@@ -154,7 +173,7 @@ async def test_env_and_volumes_from_configmaps_and_secrets(agent: Process, kubec
                                    {"name": "scratch", "emptyDir": {}}]
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
     wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", "uses-config", "-n", ns)
-    async with RuntimeClient(node.socket) as rt:
+    async with RuntimeClient(containerd.socket) as rt:
         found = await rt.list_containers(api.ContainerFilter(label_selector={
             labels.POD_NAME: "uses-config", labels.POD_NAMESPACE: ns}))
         cid = found[0].id
@@ -192,7 +211,7 @@ def test_init_containers_and_readiness_probe(agent: Process, kubectl: Kubectl, n
 
 
 async def test_agent_restart_adopts_and_cleans_up(agent: Process, kubectl: Kubectl,
-                                                  node: NodeEnv, ns: str) -> None:
+                                                  containerd: Containerd, ns: str) -> None:
     for i in range(20):
         kubectl("apply", "-f", "-", input=pod(f"p{i}", ns, "exec sleep 300"))
     time.sleep(1.0)  # some started, some not yet
@@ -209,15 +228,36 @@ async def test_agent_restart_adopts_and_cleans_up(agent: Process, kubectl: Kubec
                                                       ns).returncode == 0:
         time.sleep(0.3)
     assert "not found" in kubectl.fails("get", "pod", "p0", "-n", ns)
-    async with RuntimeClient(node.socket) as rt:
+    async with RuntimeClient(containerd.socket) as rt:
         containers = await rt.list_containers(api.ContainerFilter(
             label_selector={labels.POD_NAMESPACE: ns}))
-        by_pod: dict[str, int] = {}
+        running: dict[str, int] = {}
         for container in containers:
             name = container.labels[labels.POD_NAME]
-            by_pod[name] = by_pod.get(name, 0) + 1
-        assert "p0" not in by_pod
-        assert all(count == 1 for count in by_pod.values()), by_pod  # nothing started twice
+            if container.state == api.CONTAINER_RUNNING:
+                running[name] = running.get(name, 0) + 1
+            else:
+                # A start the killed agent had in flight fails (containerd: StartError, 128)
+                # and is retried as restart 1: failed, never running twice.
+                status = await rt.container_status(container.id)
+                assert (status.exit_code, status.reason) == (128, "StartError"), status
+        assert "p0" not in running
+        assert sorted(running) == sorted(f"p{i}" for i in range(1, 20))
+        assert set(running.values()) == {1}, running  # nothing runs twice
         sandboxes = await rt.list_pod_sandbox(api.PodSandboxFilter(
             label_selector={labels.POD_NAMESPACE: ns}))
         assert len(sandboxes) == 19
+
+
+def test_logs_and_exec_through_the_apiserver(agent: Process, kubectl: Kubectl, ns: str) -> None:
+    kubectl("apply", "-f", "-", input=pod("chatty", ns, "echo line-one; echo line-two; "
+                                          "exec sleep 300"))
+    wait_for(kubectl, "o['status'].get('phase') == 'Running'", "pod", "chatty", "-n", ns)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "line-two" not in kubectl.run(
+            "logs", "chatty", "-n", ns).stdout:
+        time.sleep(0.3)
+    assert kubectl("logs", "chatty", "-n", ns).splitlines() == ["line-one", "line-two"]
+    assert kubectl("exec", "chatty", "-n", ns, "--", "echo", "hi").strip() == "hi"
+    failed = kubectl.run("exec", "chatty", "-n", ns, "--", "sh", "-c", "exit 3")
+    assert failed.returncode == 3

@@ -10,6 +10,7 @@ certificate); there is no further authorization. Errors are Kubernetes Statuses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -123,6 +124,11 @@ class AgentServer:
                 return _status(errors.NotFound("the server could not find the requested "
                                                "resource"))
             raise
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become 500
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _status(errors.InternalError(f"Internal error occurred: {exc}"))
         finally:
             self.metrics.requests.labels(endpoint, str(code)).inc()
 

@@ -44,6 +44,27 @@ def restart_count(container: api.Container) -> int:
         return 0
 
 
+class ContainerWaiting(errors.BadRequest):
+    """The agent runs the pod, but this container has not been created yet."""
+
+
+def _in_spec(pod: Object, container: str) -> bool:
+    spec = pod.get("spec") or {}
+    return any(c.get("name") == container for key in ("initContainers", "containers")
+               for c in spec.get(key) or [])
+
+
+def _waiting_reason(pod: Object, container: str) -> str:
+    status = pod.get("status") or {}
+    for entry in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []):
+        if entry.get("name") == container:
+            reason = ((entry.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason:
+                return str(reason)
+    return "ContainerCreating"
+
+
 def _newest_first(containers: Iterable[api.Container]) -> list[api.Container]:
     return sorted(containers, key=lambda c: (restart_count(c), c.created_at), reverse=True)
 
@@ -56,26 +77,30 @@ class ContainerLookup:
         self.node_name = node_name
         self.pods = pods
 
-    def _known_uid(self, namespace: str, pod: str) -> str:
+    def _known(self, namespace: str, pod: str) -> Object | None:
         for obj in self.pods():
             meta = obj.get("metadata") or {}
             if meta.get("namespace") == namespace and meta.get("name") == pod:
-                return str(meta.get("uid") or "")
-        return ""
+                return obj
+        return None
 
     async def instances(self, namespace: str, pod: str, container: str) -> list[api.Container]:
         """Every instance of the container, current first; NotFound when there is none."""
         selector = {labels.POD_NAMESPACE: namespace, labels.POD_NAME: pod}
         found = list(await self.runtime.list_containers(
             api.ContainerFilter(label_selector=selector)))
-        uid = self._known_uid(namespace, pod)
-        if not found and not uid:
+        known = self._known(namespace, pod)
+        uid = str((known or {}).get("metadata", {}).get("uid") or "")
+        if not found and known is None:
             raise errors.NotFound(f'pod "{pod}" in namespace "{namespace}" is not running on '
                                   f'node "{self.node_name}"', name=pod, kind="pods")
         if not uid and found:
             uid = _newest_first(found)[0].labels.get(labels.POD_UID, "")
         mine = [c for c in found if c.labels.get(labels.CONTAINER_NAME) == container
                 and (not uid or c.labels.get(labels.POD_UID, "") == uid)]
+        if not mine and known is not None and _in_spec(known, container):
+            raise ContainerWaiting(f'container "{container}" in pod "{pod}" is waiting to '
+                                   f"start: {_waiting_reason(known, container)}")
         if not mine:
             raise errors.NotFound(f'container "{container}" in pod "{pod}" is not available',
                                   name=pod, kind="pods")
@@ -95,8 +120,11 @@ class ContainerLookup:
 
     async def running(self, namespace: str, pod: str, container: str) -> api.Container:
         """The current instance, which must be running (exec and attach need a process)."""
-        current = (await self.instances(namespace, pod, container))[0]
-        if current.state != api.CONTAINER_RUNNING:
+        try:
+            current = (await self.instances(namespace, pod, container))[0]
+        except ContainerWaiting:
+            current = None
+        if current is None or current.state != api.CONTAINER_RUNNING:
             raise errors.BadRequest(f'container not found ("{container}")')
         return current
 

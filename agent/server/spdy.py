@@ -16,7 +16,6 @@ server, moby/spdystream, ignores WINDOW_UPDATE).
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -235,19 +234,3 @@ class SpdySession:
         except (ConnectionError, OSError):
             pass
 
-
-def exit_status(status: bytes) -> int | None:
-    """The exit code a remotecommand v4 Status reports (0 for Success), None if it says none."""
-    try:
-        parsed = json.loads(status)
-    except ValueError:
-        return None
-    if parsed.get("status") == "Success":
-        return 0
-    for cause in (parsed.get("details") or {}).get("causes") or []:
-        if cause.get("reason") == "ExitCode":
-            try:
-                return int(cause.get("message", ""))
-            except ValueError:
-                return None
-    return None

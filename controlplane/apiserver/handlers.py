@@ -110,7 +110,7 @@ def dry_run(request: web.Request) -> bool:
 
 def json_response(obj: Any, status: int = 200, content_type: str = "application/json") -> (
         web.Response):
-    return web.Response(body=codec.dumps(obj), status=status,
+    return web.Response(body=negotiation.response_body(codec.dumps(obj)), status=status,
                         headers={"Content-Type": content_type})
 
 

@@ -6,6 +6,8 @@ kind), so a missing Content-Type means JSON and missing kind/apiVersion are fill
 by the handler. Every decoding failure is a 400 with a message naming the problem. What decodes
 is plain JSON data, as Go would have it: no NaN or Infinity, YAML timestamps kept as strings and
 map keys as strings, and at most MAX_DEPTH levels deep (the registry's code recurses).
+A big response body goes out in chunks and is let go once sent (`response_body`): an idle
+keep-alive connection would otherwise hold on to it, and to a TLS buffer as big.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import math
 from typing import Any
 
 import yaml
+from aiohttp import payload
+from aiohttp.abc import AbstractStreamWriter
 
 from controlplane.api import errors, protobuf
 from controlplane.apiserver.storage import codec
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 MAX_DEPTH = 100  # nesting of objects and arrays; built-in kinds stay far below it
+CHUNK = 64 * 1024  # bodies above this go out in pieces of this size
 JSON = "application/json"
 YAML = "application/yaml"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -196,3 +201,38 @@ def wants_table(accept: str | None) -> bool:
         if part.split(";")[0].strip() in (JSON, "*/*", PROTOBUF):
             return False
     return False
+
+
+class _ChunkedBody(payload.Payload):
+    """A response body written CHUNK bytes at a time, each sent before the next is encrypted,
+    and dropped once written.
+
+    The TLS layer encrypts what it is given into a memory buffer that only goes when the
+    connection does, and aiohttp keeps a connection's last response until its next request:
+    a 6 MB list would cost 12 MB per keep-alive connection for as long as it stays open.
+    """
+
+    def __init__(self, value: bytes) -> None:
+        super().__init__(value)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter,
+                                content_length: int | None) -> None:
+        view = memoryview(self._value)[:content_length]
+        try:
+            for start in range(0, len(view), CHUNK):
+                await writer.write(view[start:start + CHUNK])
+                await writer.drain()
+        finally:
+            self._value = b""
+
+
+def response_body(body: bytes) -> bytes | payload.Payload:
+    """`body` as a `web.Response` should be given it: big ones in chunks."""
+    return _ChunkedBody(body) if len(body) > CHUNK else body

@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from controlplane.api import errors
-from controlplane.apiserver import authn, discovery, kubernetes_service
+from controlplane.apiserver import authn, authz, discovery, kubernetes_service
 from controlplane.apiserver.admission import Admission
 from controlplane.apiserver.handlers import ResourceHandler, json_response
 from controlplane.apiserver.nodeproxy import KubeletClientConfig
@@ -92,6 +92,7 @@ class APIServer:
                  kubelet_client: KubeletClientConfig | None = None) -> None:
         self.storage = storage
         self.tokens = tokens
+        self.authorizer: authz.Authorizer = authz.AlwaysAllow()  # RBAC replaces it later
         self.authenticate = authenticate
         self.server_address = server_address
         self.caches: dict[str, WatchCache] = {}
@@ -235,6 +236,7 @@ class APIServer:
     async def _authn(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.authenticate and request.path not in PUBLIC_PATHS:
             request[USER] = self._user(request)
+            authz.check(self.authorizer, attributes_of(request, request[USER]))
         return await handler(request)
 
     def _user(self, request: web.Request) -> authn.UserInfo:
@@ -329,6 +331,37 @@ class APIServer:
     async def group_resource(self, request: web.Request) -> web.StreamResponse:
         return await self.resources.handle(request, request.match_info["group"],
                                            request.match_info["version"], _segments(request))
+
+
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def attributes_of(request: web.Request, user: authn.UserInfo) -> authz.Attributes:
+    """Kubernetes' request attributes (verb, group, resource, ...) of an HTTP request."""
+    parts = [p for p in request.path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return authz.Attributes(user, request.method.lower(), path=request.path)
+    namespace = ""
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0] if rest else ""
+    name = rest[1] if len(rest) > 1 else ""
+    if resource == "namespaces" and not namespace and name:
+        namespace = name
+    subresource = rest[2] if len(rest) > 2 else ""
+    if request.method == "GET":
+        verb = "watch" if request.query.get("watch") in ("true", "1") else (
+            "get" if name else "list")
+    elif request.method == "DELETE" and not name:
+        verb = "deletecollection"
+    else:
+        verb = _VERBS.get(request.method, request.method.lower())
+    return authz.Attributes(user, verb, group, resource, subresource, namespace, name,
+                            request.path)
 
 
 def _segments(request: web.Request) -> list[str]:

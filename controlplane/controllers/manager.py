@@ -21,6 +21,15 @@ from controlplane.client.events import EventSink
 from controlplane.client.rest import RESTClient
 from controlplane.controllers.base import Controller, ControllerContext, SharedInformers
 from controlplane.controllers.deployment import DeploymentController
+from controlplane.controllers.endpoints import EndpointsController
+from controlplane.controllers.endpointslice import EndpointSliceController
+from controlplane.controllers.endpointslice import add_flags as endpointslice_flags
+from controlplane.controllers.garbagecollector import GarbageCollector
+from controlplane.controllers.namespace import NamespaceController
+from controlplane.controllers.nodeipam import NodeIpamController
+from controlplane.controllers.nodeipam import add_flags as nodeipam_flags
+from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.nodelifecycle import add_flags as nodelifecycle_flags
 from controlplane.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,15 @@ class Registration:
 REGISTRY: tuple[Registration, ...] = (
     Registration("deployment", DeploymentController, "concurrent-deployment-syncs"),
     Registration("replicaset", ReplicaSetController, "concurrent-replicaset-syncs"),
+    Registration("endpoint", EndpointsController, "concurrent-endpoint-syncs"),
+    Registration("endpointslice", EndpointSliceController, "concurrent-service-endpoint-syncs",
+                 add_flags=endpointslice_flags),
+    Registration("nodeipam", NodeIpamController, "concurrent-node-cidr-syncs",
+                 add_flags=nodeipam_flags),
+    Registration("nodelifecycle", NodeLifecycleController, "concurrent-node-lifecycle-syncs",
+                 default_workers=8, add_flags=nodelifecycle_flags),
+    Registration("namespace", NamespaceController, "concurrent-namespace-syncs", 10),
+    Registration("garbagecollector", GarbageCollector, "concurrent-gc-syncs", 20),
 )
 
 

@@ -34,11 +34,14 @@ http:
 
 
 class Registry:
-    """docker-registry on 127.0.0.1:PORT (of `netns` when given), storing under `storage`."""
+    """docker-registry on ADDRESS:PORT (127.0.0.1 of `netns` when given), storing under
+    `storage`."""
 
     def __init__(self, base: Path, *, storage: Path | None = None, name: str = "registry",
-                 netns: str | None = None, port: int = 0, readonly: bool = False) -> None:
+                 netns: str | None = None, port: int = 0, readonly: bool = False,
+                 address: str = "127.0.0.1") -> None:
         self.base = base
+        self.address = address
         self.name = name
         self.netns = netns
         self.readonly = readonly
@@ -54,8 +57,8 @@ class Registry:
 
     @property
     def host(self) -> str:
-        """`127.0.0.1:PORT`, the registry part of image references it serves."""
-        return f"127.0.0.1:{self.port}"
+        """`ADDRESS:PORT`, the registry part of image references it serves."""
+        return f"{self.address}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
         self.storage.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from agent import labels
 from agent.server import app as server_app
 from agent.server.app import AgentServer
 from agent.server.logs import LogOptions, LogRecord, go_rfc3339nano, stream_log, tail_offset
-from agent.server.spdy import DICTIONARY, exit_status
+from agent.server.spdy import DICTIONARY
 from agent.server.upstream import StreamOptions
 from cri.fake import FakeRuntime
 from cri.v1 import api_pb2 as api
@@ -171,6 +171,25 @@ async def test_unknown_pod_and_container_are_404_statuses(
     assert response.status == 400
 
 
+async def test_a_container_not_created_yet_is_waiting(runtime: FakeRuntime,
+                                                      tmp_path: Path) -> None:
+    pod = {"metadata": {"name": POD, "namespace": NS, "uid": UID},
+           "spec": {"containers": [{"name": "c"}, {"name": "d"}]},
+           "status": {"containerStatuses": [
+               {"name": "d", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
+    server = AgentServer(runtime, node_name="node-1", log_root=tmp_path, pods=lambda: [pod])
+    async with TestClient(TestServer(server.app())) as client:
+        response = await client.get(f"/containerLogs/{NS}/{POD}/d")
+        assert response.status == 400
+        assert (await response.json())["message"] == (
+            f'container "d" in pod "{POD}" is waiting to start: ImagePullBackOff')
+        response = await client.get(f"/containerLogs/{NS}/{POD}/c")
+        assert (await response.json())["message"].endswith("waiting to start: ContainerCreating")
+        response = await client.get(f"/exec/{NS}/{POD}/d?command=true&stdout=1")
+        assert (response.status, (await response.json())["message"]) == (
+            400, 'container not found ("d")')
+
+
 async def test_follow_through_rotation_until_exit(runtime: FakeRuntime, tmp_path: Path,
                                                   client: TestClient[Any, Any]) -> None:
     pod = Pod(runtime, tmp_path)
@@ -261,7 +280,7 @@ async def test_exec_bridges_v5_with_stdin_close(runtime: FakeRuntime, tmp_path: 
         if message.type == aiohttp.WSMsgType.BINARY:
             received[message.data[0]] = received.get(message.data[0], b"") + message.data[1:]
     assert received[1] == b"hello"
-    assert exit_status(received[3]) == 3
+    assert json.loads(received[3])["details"]["causes"] == [{"reason": "ExitCode", "message": "3"}]
     assert session.resizes == [b'{"Width":80,"Height":24}']
     assert opened == [StreamOptions(stdin=True, stdout=True, stderr=True, tty=False)]
     assert runtime.called("exec")[-1][1] == ("cat",)

@@ -25,11 +25,16 @@ class NamespaceStrategy(Strategy):
     selectable_fields = ("status.phase",)
 
     def default(self, obj: Object) -> None:
-        spec = obj.setdefault("spec", {})
-        if not spec.get("finalizers"):
-            spec["finalizers"] = ["kubernetes"]
+        obj.setdefault("spec", {})
         labels = obj["metadata"].setdefault("labels", {})
         labels["kubernetes.io/metadata.name"] = obj["metadata"].get("name", "")
+
+    def prepare_for_create(self, obj: Object) -> None:
+        # Only at creation: the namespace controller removes it through /finalize later.
+        super().prepare_for_create(obj)
+        finalizers = obj["spec"].setdefault("finalizers", [])
+        if "kubernetes" not in finalizers:
+            finalizers.append("kubernetes")
 
     def initial_status(self, obj: Object) -> Object:
         return {"phase": "Active"}

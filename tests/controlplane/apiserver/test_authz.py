@@ -23,3 +23,21 @@ def test_denial_is_kubernetes_forbidden() -> None:
     with pytest.raises(errors.Forbidden, match='cannot list resource "deployments" in API '
                        'group "apps" at the cluster scope'):
         check(AlwaysDeny(), Attributes(USER, "list", "apps", "deployments"))
+
+
+def test_request_attributes_follow_kubernetes() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from controlplane.apiserver.server import attributes_of
+
+    def attrs(method: str, path: str) -> tuple[str, str, str, str, str, str]:
+        a = attributes_of(make_mocked_request(method, path), USER)
+        return a.verb, a.group, a.resource, a.subresource, a.namespace, a.name
+
+    assert attrs("GET", "/api/v1/namespaces/ns/pods") == ("list", "", "pods", "", "ns", "")
+    assert attrs("GET", "/api/v1/namespaces/ns/pods?watch=true")[0] == "watch"
+    assert attrs("GET", "/apis/apps/v1/namespaces/ns/deployments/d/scale") == (
+        "get", "apps", "deployments", "scale", "ns", "d")
+    assert attrs("DELETE", "/api/v1/namespaces/ns/configmaps")[0] == "deletecollection"
+    assert attrs("PATCH", "/api/v1/nodes/n1/status") == ("patch", "", "nodes", "status", "", "n1")
+    assert attrs("GET", "/healthz")[2] == ""

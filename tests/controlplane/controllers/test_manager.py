@@ -19,8 +19,11 @@ def names(spec: str) -> list[str]:
 
 
 def test_controllers_flag_follows_kube_controller_manager() -> None:
-    assert names("*") == ["deployment", "replicaset"]
-    assert names("*,-deployment") == ["replicaset"]
+    everything = names("*")
+    assert everything[:2] == ["deployment", "replicaset"]
+    assert {"namespace", "garbagecollector"} <= set(everything)
+    assert "deployment" not in names("*,-deployment")
+    assert len(names("*,-deployment")) == len(everything) - 1
     assert names("replicaset") == ["replicaset"]
     assert names("") == []
     with pytest.raises(ValueError, match="'jobz' is not in the list of known controllers"):
