@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from agent.podsync import PodSyncer
 from agent.probes import ProbeManager
 from agent.volumes import VolumeManager
 from controlplane.api import errors
-from controlplane.api.meta import now_rfc3339
+from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.client.events import EventSink
 from controlplane.client.informer import Informer
 from controlplane.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICES, RESTClient
@@ -31,6 +32,15 @@ from cri.containerd_client import ContainerdClient
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
+
+
+def deadline_remaining(pod: Object, now: float) -> float | None:
+    """Seconds left of the pod's activeDeadlineSeconds (None: no deadline or not started)."""
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    started = (pod.get("status") or {}).get("startTime")
+    if deadline is None or not started:
+        return None
+    return float(deadline) - (now - parse_time(str(started)).timestamp())
 
 
 class Agent:
@@ -131,7 +141,13 @@ class Agent:
             return DONE
         if pod["metadata"].get("deletionTimestamp"):
             return await self._terminate(pod)
+        deadline = deadline_remaining(pod, time.time())
+        if deadline is not None and deadline <= 0:
+            await self._deadline_exceeded(pod)
+            return None
         result = await self.syncer.sync(pod)
+        if deadline is not None:
+            result.retry_after = min(result.retry_after or deadline, deadline)
         container_ids = {c.labels.get("io.kubernetes.container.name", ""): c.id
                          for c in result.containers if c.state == 1}  # CONTAINER_RUNNING
         pod_ip = result.sandbox.network.ip if result.sandbox is not None else ""
@@ -139,14 +155,30 @@ class Agent:
         await self._report(pod, result)
         return result.retry_after
 
-    async def _report(self, pod: Object, result: Any) -> None:
+    async def _deadline_exceeded(self, pod: Object) -> None:
+        """activeDeadlineSeconds passed: stop the pod and fail it, as the kubelet does."""
+        uid = pod["metadata"]["uid"]
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        message = "Pod was active on the node longer than the specified deadline"
+        self.recorder.event(pod, "Normal", "DeadlineExceeded", message)
+        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        await self.syncer.kill_pod(pod, uid, grace)
+        await self._report(pod, await self.syncer.observe(uid),
+                           failed=("DeadlineExceeded", message))
+
+    async def _report(self, pod: Object, result: Any,
+                      failed: tuple[str, str] | None = None) -> None:
         uid = pod["metadata"]["uid"]
         names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         new = podstatus.compute_pod_status(
             pod, sandbox=result.sandbox, containers=result.containers, waiting=result.waiting,
             ready={n: self.probes.ready(uid, n) for n in names},
             started={n: self.probes.started(uid, n) for n in names},
-            host_ip=self.config.node_ip, now=now_rfc3339(), previous=pod.get("status"))
+            host_ip=self.config.node_ip, now=now_rfc3339(), previous=pod.get("status"),
+            pod_is_terminal=failed is not None)
+        if failed is not None:
+            new.update(phase="Failed", reason=failed[0], message=failed[1])
         old = pod.get("status") or {}
         if not podstatus.status_changed(old, new):
             return

@@ -134,6 +134,10 @@ class PodSyncer:
                 await self._container(ctx, container, init=False)
         return await self._observe(uid, result)
 
+    async def observe(self, uid: str) -> SyncResult:
+        """What the runtime holds for the pod, without changing anything."""
+        return await self._observe(uid, SyncResult())
+
     async def _observe(self, uid: str, result: SyncResult) -> SyncResult:
         rp = await self.runtime_pod(uid)
         sandbox = rp.ready_sandbox() or (rp.sandboxes[0] if rp.sandboxes else None)

@@ -261,3 +261,13 @@ def test_logs_and_exec_through_the_apiserver(agent: Process, kubectl: Kubectl, n
     assert kubectl("exec", "chatty", "-n", ns, "--", "echo", "hi").strip() == "hi"
     failed = kubectl.run("exec", "chatty", "-n", ns, "--", "sh", "-c", "exit 3")
     assert failed.returncode == 3
+
+
+def test_active_deadline_fails_the_pod(agent: Process, kubectl: Kubectl, ns: str) -> None:
+    manifest = json.loads(pod("deadline", ns, "trap 'exit 0' TERM; sleep 300 & wait",
+                              activeDeadlineSeconds=3))
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    failed = wait_for(kubectl, "o['status'].get('phase') == 'Failed'", "pod", "deadline",
+                      "-n", ns, timeout=30)
+    assert failed["status"]["reason"] == "DeadlineExceeded"  # type: ignore[index]
+    assert "longer than the specified deadline" in failed["status"]["message"]  # type: ignore
