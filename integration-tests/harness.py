@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -80,3 +81,9 @@ class Kubectl:
         result = self.run(*args, input=input)
         assert result.returncode != 0, f"kubectl {' '.join(args)} succeeded: {result.stdout}"
         return result.stderr
+
+
+def pinnace(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `pinnace` command (this checkout's) and return the completed process."""
+    return subprocess.run([sys.executable, "-m", "pinnace", *args], capture_output=True,
+                          text=True, timeout=60)

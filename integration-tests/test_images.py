@@ -5,24 +5,17 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from harness import Pods
+from harness import Pods, pinnace
 
 from agent.images import importer, layout
 from cri import errors
 from cri.containerd_client import ContainerdClient
 from cri.runtime import RuntimeClient
 from pinnace.local.containerd import Containerd
-
-
-def pinnace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pinnace", *args], capture_output=True,
-                          text=True, timeout=60)
 
 
 def docker_archive(oci_tar: Path, out: Path, tag: str) -> Path:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
-from harness import NodeEnv, Pods
+from harness import NodeEnv, Pods, pinnace
 from pyroute2 import NetNS
 
 from cri.runtime import RuntimeClient
@@ -49,9 +48,8 @@ async def test_pull_from_the_nodes_registry(node: NodeEnv, node_cri: RuntimeClie
                                             pods: Pods) -> None:
     # Pushed to the registry in our namespace; the node's registry serves the same storage on
     # the node's own loopback, where the node's containerd pulls it.
-    pushed = subprocess.run(
-        [sys.executable, "-m", "pinnace", "images", "push", str(images["busybox"]),
-         f"{registry.host}/pinnace/busybox:node"], capture_output=True, text=True, timeout=60)
+    pushed = pinnace("images", "push", str(images["busybox"]),
+                     f"{registry.host}/pinnace/busybox:node")
     assert pushed.returncode == 0, pushed.stderr
     ref = f"{node.registry.host}/pinnace/busybox:node"
     assert (await node_cri.pull_image(ref)).startswith("sha256:")

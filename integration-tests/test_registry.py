@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Pods
+from harness import Pods, pinnace
 
 from agent.images import layout
 from agent.images import registry as push_api
 from cri import errors
 from cri.runtime import RuntimeClient
 from pinnace.local.registry import Registry
-
-
-def pinnace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pinnace", *args], capture_output=True,
-                          text=True, timeout=60)
 
 
 @pytest.fixture
