@@ -58,7 +58,7 @@ spec:
     image: localhost/busybox:1
     imagePullPolicy: Never
     command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do
-              timeout 3 wget -qO- http://{ip}:8080/ | grep -q hello-from-node2 && exit 0;
+              timeout 3 wget -qO- http://{ip}:8080/ | grep hello-from-node2 && exit 0;
               sleep 0.5; done; exit 1"]
 """
 
@@ -188,6 +188,9 @@ def test_up_two_nodes_then_sigterm_leaves_nothing_and_up_resumes(data_dir: Path,
         assert client["spec"]["nodeName"] == "node1"
         assert client["status"]["podIP"].startswith("10.244.1.")
         assert client["status"]["phase"] == "Succeeded", client["status"]
+        # logs and exec go apiserver -> the agent's HTTPS server (its serving pair from `up`)
+        assert "hello-from-node2" in kubectl("logs", "client")
+        assert kubectl("exec", "web", "--", "cat", "/www/index.html") == "hello-from-node2\n"
         eventually(lambda: phase(kubectl, "scheduled") == "Running", 60, "scheduled Running")
         assert pod(kubectl, "scheduled")["spec"]["nodeName"] in NODES
     finally:

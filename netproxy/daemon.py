@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlplane.api.sdnotify import Readiness
 from controlplane.client import kubeconfig
 from controlplane.client.informer import Informer, Object
 from controlplane.client.rest import ENDPOINTSLICES, NODES, SERVICES, RESTClient
@@ -46,11 +47,14 @@ async def route_loop(routes: RouteManager, nodes: Informer, wake: asyncio.Event,
             pass
 
 
-async def _first_sync(proxier: Proxier, services: Informer, slices: Informer) -> None:
+async def _first_sync(proxier: Proxier, services: Informer, slices: Informer,
+                      readiness: Readiness) -> None:
     await services.wait_synced()
     await slices.wait_synced()
     log.info("services and endpointslices listed: syncing")
     proxier.set_synced()
+    await proxier.applied.wait()
+    readiness.ready(f"{len(proxier.services)} service ports programmed")
     await asyncio.Event().wait()  # a root task: stays until cancelled
 
 
@@ -102,6 +106,7 @@ async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBac
     services, slices, nodes = informers
     for informer in informers:
         informer.start()
+    readiness = Readiness("netproxy")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,13 +116,15 @@ async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBac
         asyncio.create_task(proxier.monitor_canary(), name="canary"),
         asyncio.create_task(route_loop(RouteManager(netlink, config.node_name), nodes,
                                        route_wake, config.sync_period), name="routes"),
-        asyncio.create_task(_first_sync(proxier, services, slices), name="first sync"),
+        asyncio.create_task(_first_sync(proxier, services, slices, readiness),
+                            name="first sync"),
     ]
     if dns is not None:
         tasks.append(asyncio.create_task(serve_dns(client, dns), name="dns"))
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping (%s)", "signal" if waiter in done else "a root task ended")
+    readiness.stopping()
     for task in [*tasks, waiter]:
         task.cancel()
     await asyncio.gather(*tasks, waiter, return_exceptions=True)

@@ -93,6 +93,7 @@ class Proxier:
         self.service_changes = ServiceChangeTracker()
         self.endpoint_changes = EndpointsChangeTracker()
         self.services_synced = False
+        self.applied = asyncio.Event()  # set once a sync has reached the kernel
         self.endpoints_synced = False
         self.node_ip = config.node_ip
         # Owned by sync() (the runner runs one at a time); read by its worker thread.
@@ -180,6 +181,7 @@ class Proxier:
             return
         self.need_full_sync = False
         del self._pending_conntrack[:len(plan.conntrack)]
+        self.applied.set()
 
     def render_options(self) -> RenderOptions:
         c = self.config

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("agent.main", "run the node agent (kubelet)"),
     "netproxy": ("netproxy.main", "run the node network proxy (kube-proxy and DNS)"),
     "images": ("agent.images.main", "build, import and push container images offline"),
+    "certs": ("pinnace.certs", "make the PKI and kubeconfigs of a cluster of hosts"),
 }
 
 

@@ -16,6 +16,7 @@ PACKAGES=(
   docker-registry                         # the local image registry
   docker.io                               # container-tier integration tests
   util-linux make ca-certificates python3-venv
+  ruby                                    # the tests load the Vagrantfile (no Vagrant needed)
 )
 
 say() { printf 'setup: %s\n' "$*"; }

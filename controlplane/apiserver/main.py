@@ -21,6 +21,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from controlplane.api.sdnotify import Readiness
 from controlplane.apiserver import authn, nodeproxy, pki
 from controlplane.apiserver.registry.allocator import parse_port_range
 from controlplane.apiserver.server import APIServer
@@ -118,12 +119,15 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("serving on %s (etcd %s) service-cluster-ip-range=%s service-node-port-range=%s",
              server_url, args.etcd_servers, args.service_cluster_ip_range,
              args.service_node_port_range)
+    readiness = Readiness("apiserver")
+    readiness.ready(f"serving on {server_url}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    readiness.stopping()
     await runner.cleanup()
     await compactor.stop()
     await api.stop()

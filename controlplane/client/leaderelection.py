@@ -40,7 +40,8 @@ class LeaderElector:
     def __init__(self, client: RESTClient, *, name: str, identity: str,
                  namespace: str = "kube-system", lease_duration: float = 15.0,
                  renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now,
+                 on_standby: Callable[[str], None] | None = None) -> None:
         self.client = client
         self.name = name
         self.namespace = namespace
@@ -50,6 +51,8 @@ class LeaderElector:
         self.retry_period = retry_period
         self.clock = clock
         self.leading = False
+        self.holder = ""  # who held the lease at the last attempt
+        self.on_standby = on_standby  # called with the holder when another instance leads
 
     def __repr__(self) -> str:
         return (f"<LeaderElector {self.namespace}/{self.name} {self.identity} "
@@ -77,6 +80,7 @@ class LeaderElector:
                 return False
         current = lease.get("spec") or {}
         holder = current.get("holderIdentity")
+        self.holder = holder or ""
         renewed = _parse(current.get("renewTime"))
         duration = timedelta(seconds=current.get("leaseDurationSeconds") or self.lease_duration)
         if holder and holder != self.identity and renewed and renewed + duration > now:
@@ -117,6 +121,8 @@ class LeaderElector:
             try:
                 if await self.try_acquire_or_renew():
                     return
+                if self.on_standby is not None and self.holder:
+                    self.on_standby(self.holder)
             except errors.APIError as exc:
                 log.info("leader election: %s", exc)
             await asyncio.sleep(self.retry_period)

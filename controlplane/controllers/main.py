@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from controlplane.api import errors
+from controlplane.api.sdnotify import Readiness
 from controlplane.client import kubeconfig
 from controlplane.client.leaderelection import LeaderElector
 from controlplane.client.rest import LEASES, RESTClient
@@ -94,15 +95,19 @@ async def run(args: argparse.Namespace) -> None:
              args.leader_elect, identity,
              ",".join(f"{r.workers_flag}={options[r.workers_dest]}" for r in registrations))
 
+    readiness = Readiness("controller-manager")
+
     async def lead() -> None:
-        await manager.run_controllers(client, registrations, options,
-                                      host=socket.gethostname())
+        await manager.run_controllers(
+            client, registrations, options, host=socket.gethostname(),
+            on_synced=lambda: readiness.ready("leading; caches synced"))
 
     elector = LeaderElector(client, name=args.leader_elect_resource_name,
                             namespace=args.leader_elect_resource_namespace, identity=identity,
                             lease_duration=args.leader_elect_lease_duration,
                             renew_deadline=args.leader_elect_renew_deadline,
-                            retry_period=args.leader_elect_retry_period)
+                            retry_period=args.leader_elect_retry_period,
+                            on_standby=lambda holder: readiness.ready(f"standby; {holder} leads"))
     work = asyncio.create_task(elector.run(lead) if args.leader_elect else lead())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -112,6 +117,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping")
+        readiness.stopping()
     finally:
         for task in (work, stopper):
             task.cancel()

@@ -98,7 +98,8 @@ def enabled(spec: Sequence[str], registry: Sequence[Registration] = REGISTRY
 
 async def run_controllers(client: RESTClient, registrations: Sequence[Registration],
                           options: dict[str, Any], *, host: str = "",
-                          sync_timeout: float | None = None) -> None:
+                          sync_timeout: float | None = None,
+                          on_synced: Callable[[], None] | None = None) -> None:
     """Run the controllers until cancelled (what the leader does)."""
     informers = SharedInformers(client)
     sink = EventSink(client, host=host)
@@ -111,6 +112,8 @@ async def run_controllers(client: RESTClient, registrations: Sequence[Registrati
         await informers.wait_synced(sync_timeout)
         log.info("caches synced (%r); controllers started: %s", informers,
                  ", ".join(f"{c.name}x{n}" for c, n in controllers))
+        if on_synced is not None:
+            on_synced()
         async with asyncio.TaskGroup() as group:
             group.create_task(sink.run(), name="event-sink")
             for controller, workers in controllers:

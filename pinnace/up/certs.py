@@ -2,7 +2,8 @@
 
 `identities` is the pure plan: the admin (DIR/kubeconfig), one identity per control-plane
 component, netproxy, the apiserver's client for the agents, and one `system:node:<name>` in
-`system:nodes` per node. Host-side clients dial 127.0.0.1, node-side ones the bridge address.
+`system:nodes` per node, and each node agent's serving pair (its name and address). Host-side
+clients dial 127.0.0.1, node-side ones the bridge address.
 `ensure` applies it with controlplane.apiserver.pki: the CA and every key pair are kept across
 runs (reissued only when missing, signed by another CA, or, for the serving certificate, lacking
 an address of the plan); kubeconfigs are rewritten on every run, since the port may have moved.
@@ -108,4 +109,25 @@ def ensure(plan: ClusterPlan) -> list[str]:
             who.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             pki.write_kubeconfig(who.kubeconfig, server=who.server, ca_cert=paths.ca_cert,
                                  client_cert=cert, client_key=key, user=who.user)
+    for node in plan.nodes:
+        if ensure_serving(plan.pki_dir, serving_stem(node.name), paths,
+                          common_name=f"system:node:{node.name}",
+                          hosts=[node.name, node.address]):
+            issued.append(serving_stem(node.name))
     return issued
+
+
+def serving_stem(node: str) -> str:
+    """The agent's serving pair `<stem>.crt/.key` in the PKI dir."""
+    return f"node-{node}-serving"
+
+
+def ensure_serving(pki_dir: Path, stem: str, paths: pki.CertPaths, *, common_name: str,
+                   hosts: list[str]) -> bool:
+    """Issue a serving pair unless a valid one (this CA, every host) exists; True if issued."""
+    cert, key = pki_dir / f"{stem}.crt", pki_dir / f"{stem}.key"
+    if key.exists() and signed_by(cert, paths.ca_cert) and not missing_sans(cert, hosts):
+        return False
+    pki.issue_serving_cert(paths.ca_cert, paths.ca_key, common_name=common_name, hosts=hosts,
+                           out_cert=cert, out_key=key)
+    return True

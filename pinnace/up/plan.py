@@ -220,7 +220,10 @@ def agent_argv(plan: ClusterPlan, node: NodePlan) -> list[str]:
         "--node-name", node.name, "--node-ip", node.address, "--containerd", node.socket,
         "--root-dir", str(node.root_dir), "--pod-log-dir", str(node.pod_log_dir),
         "--pod-cidr", node.pod_cidr, "--cni-conf-dir", str(node.cni_conf_dir),
-        "--cluster-dns", CLUSTER_DNS)
+        "--cluster-dns", CLUSTER_DNS,
+        "--tls-cert-file", str(plan.pki_dir / f"node-{node.name}-serving.crt"),
+        "--tls-private-key-file", str(plan.pki_dir / f"node-{node.name}-serving.key"),
+        "--client-ca-file", str(plan.pki_dir / "ca.crt"))
 
 
 def netproxy_argv(plan: ClusterPlan, node: NodePlan, help_text: str) -> list[str]:

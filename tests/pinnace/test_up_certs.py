@@ -72,8 +72,18 @@ def test_a_serving_certificate_without_the_bridge_address_is_reissued(tmp_path: 
     serving = tmp_path / "pki" / "apiserver.crt"
     assert certs.missing_sans(serving, ["10.254.0.1"]) == ["10.254.0.1"]
     assert certs.ensure(plan) == ["apiserver-kubelet-client", "scheduler", "controller-manager",
-                                  "netproxy", "node-node1"]
+                                  "netproxy", "node-node1", "node-node1-serving"]
     assert certs.missing_sans(serving, certs.serving_hosts()) == []
+
+
+def test_each_agent_gets_a_serving_pair_for_its_name_and_address(tmp_path: Path) -> None:
+    plan = plan_cluster(tmp_path, nodes=2, ports=PORTS)
+    certs.ensure(plan)
+    node = plan.nodes[1]
+    cert = tmp_path / "pki" / "node-node2-serving.crt"
+    assert certs.signed_by(cert, tmp_path / "pki" / "ca.crt")
+    assert certs.missing_sans(cert, [node.name, node.address]) == []
+    assert subject(cert)[0] == "system:node:node2"
 
 
 def test_a_client_certificate_of_another_ca_is_reissued(tmp_path: Path) -> None:
