@@ -5,6 +5,8 @@ informers (this node's pods; configmaps, secrets and services for env and volume
 what the runtime already runs (after a restart nothing starts twice; pods deleted meanwhile are
 removed) -> PLEG + probes + pod workers. Status is PATCHed only when it changed; a deleted pod
 is stopped with its grace period, then the agent confirms the deletion to the apiserver.
+A write the apiserver fails (it may be restarting) is retried within 0.5-5 s, and a containerd
+that answers again after failing makes every pod sync at once (see the PLEG).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import labels
 from agent import status as podstatus
 from agent.config import AgentConfig
+from agent.gc import GarbageCollector
 from agent.image_pulls import ImageManager
 from agent.pleg import PLEG
 from agent.pod_workers import DONE, PodWorkers
@@ -28,10 +32,13 @@ from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.client.events import EventSink
 from controlplane.client.informer import Informer
 from controlplane.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICES, RESTClient
+from cri import errors as cri_errors
 from cri.containerd_client import ContainerdClient
+from cri.v1 import api_pb2 as api
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
+API_RETRY_MIN, API_RETRY_MAX = 0.5, 5.0  # seconds between a pod's failed API writes
 
 
 def deadline_remaining(pod: Object, now: float) -> float | None:
@@ -69,8 +76,14 @@ class Agent:
             configmap=self._configmap, secret=self._secret, services=self._services,
             liveness_failed=self._liveness_failed, node_allocatable=self._allocatable)
         self.workers = PodWorkers(self.sync)
-        self.pleg = PLEG(runtime, events, on_change=self.workers.update)
+        self.pleg = PLEG(runtime, events, on_change=self.workers.update,
+                         on_recovered=self._runtime_recovered)
         self._liveness: set[tuple[str, str]] = set()  # (uid, container) that failed liveness
+        self._api_retry: dict[str, float] = {}  # pod uid -> the last delay after a failed write
+        self._adopted = asyncio.Event()  # set once what the runtime runs has been adopted
+        self.gc = GarbageCollector(runtime, config.gc, recorder=self.recorder,
+                                   node_name=config.node_name, log_dir=config.log_dir,
+                                   pod_exists=lambda uid: self._pod_by_uid(uid) is not None)
 
     def __repr__(self) -> str:
         return f"<Agent {self.config.node_name} {self.workers!r}>"
@@ -129,46 +142,63 @@ class Agent:
         self._liveness.discard((uid, container))
         return failed
 
+    def _runtime_recovered(self) -> None:
+        """containerd answers again: sync every pod (their workers may be backing off)."""
+        for uid in set(self.workers.uids()) | set(self._uid_key):
+            self.workers.update(uid)
+
+    def _api_failed(self, uid: str, what: str, exc: errors.APIError) -> float:
+        """Log a failed write for the pod; return when to sync it again (0.5 s doubling to 5 s):
+        the apiserver may be restarting, and the pod's state must reach it once it is back."""
+        delay = min(self._api_retry.get(uid, API_RETRY_MIN / 2) * 2, API_RETRY_MAX)
+        self._api_retry[uid] = delay
+        log.warning("pod uid=%s: %s failed, retrying in %.1fs: %s", uid, what, delay, exc)
+        return delay
+
     # -- the sync --------------------------------------------------------------------------------
 
     async def sync(self, uid: str) -> float | None:
+        await self._adopted.wait()  # after a restart, act only on what the runtime settled to
         pod = self._pod_by_uid(uid)
         if pod is None:  # gone from the API (or never ours): stop and remove what runs
             await self.syncer.kill_pod(None, uid, 0)
             await self.syncer.remove_pod(uid)
             self.probes.remove_pod(uid)
             self._uid_key.pop(uid, None)
+            self._api_retry.pop(uid, None)
             return DONE
         if pod["metadata"].get("deletionTimestamp"):
             return await self._terminate(pod)
         deadline = deadline_remaining(pod, time.time())
         if deadline is not None and deadline <= 0:
-            await self._deadline_exceeded(pod)
-            return None
+            return await self._deadline_exceeded(pod)
         result = await self.syncer.sync(pod)
         if deadline is not None:
             result.retry_after = min(result.retry_after or deadline, deadline)
-        container_ids = {c.labels.get("io.kubernetes.container.name", ""): c.id
-                         for c in result.containers if c.state == 1}  # CONTAINER_RUNNING
+        container_ids = {c.labels.get(labels.CONTAINER_NAME, ""): c.id
+                         for c in result.containers if c.state == api.CONTAINER_RUNNING}
         pod_ip = result.sandbox.network.ip if result.sandbox is not None else ""
         self.probes.add_pod(pod, container_ids, pod_ip)
-        await self._report(pod, result)
+        retry = await self._report(pod, result)
+        if retry is not None:
+            result.retry_after = min(result.retry_after or retry, retry)
         return result.retry_after
 
-    async def _deadline_exceeded(self, pod: Object) -> None:
+    async def _deadline_exceeded(self, pod: Object) -> float | None:
         """activeDeadlineSeconds passed: stop the pod and fail it, as the kubelet does."""
         uid = pod["metadata"]["uid"]
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            return
+            return None
         message = "Pod was active on the node longer than the specified deadline"
         self.recorder.event(pod, "Normal", "DeadlineExceeded", message)
         grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         await self.syncer.kill_pod(pod, uid, grace)
-        await self._report(pod, await self.syncer.observe(uid),
-                           failed=("DeadlineExceeded", message))
+        return await self._report(pod, await self.syncer.observe(uid),
+                                  failed=("DeadlineExceeded", message))
 
     async def _report(self, pod: Object, result: Any,
-                      failed: tuple[str, str] | None = None) -> None:
+                      failed: tuple[str, str] | None = None) -> float | None:
+        """PATCH the pod's status if it changed; return when to retry if the write failed."""
         uid = pod["metadata"]["uid"]
         names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         new = podstatus.compute_pod_status(
@@ -181,15 +211,20 @@ class Agent:
             new.update(phase="Failed", reason=failed[0], message=failed[1])
         old = pod.get("status") or {}
         if not podstatus.status_changed(old, new):
-            return
+            self._api_retry.pop(uid, None)
+            return None
         meta = pod["metadata"]
         try:
             await self.client.patch(PODS, meta["name"], podstatus.merge_patch_for(old, new),
                                     meta.get("namespace", ""), subresource="status")
         except errors.NotFound:
-            return
+            return None
+        except errors.APIError as exc:
+            return self._api_failed(uid, "status update", exc)
+        self._api_retry.pop(uid, None)
         if new.get("phase") in ("Succeeded", "Failed") and result.sandbox is not None:
             await self.syncer.kill_pod(pod, uid, 0)  # a finished pod keeps no sandbox
+        return None
 
     async def _terminate(self, pod: Object) -> float:
         meta = pod["metadata"]
@@ -202,6 +237,9 @@ class Agent:
                                      grace_period=0, preconditions={"uid": meta["uid"]})
         except (errors.NotFound, errors.Conflict):
             pass
+        except errors.APIError as exc:  # the informer still has it: confirm again later
+            return self._api_failed(meta["uid"], "confirming the deletion", exc)
+        self._api_retry.pop(meta["uid"], None)
         return DONE
 
     # -- running ---------------------------------------------------------------------------------
@@ -218,8 +256,12 @@ class Agent:
         deadline = loop.time() + timeout
         previous = None
         while loop.time() < deadline:
-            sandboxes = await self.runtime.list_pod_sandbox()
-            containers = await self.runtime.list_containers()
+            try:
+                sandboxes = await self.runtime.list_pod_sandbox()
+                containers = await self.runtime.list_containers()
+            except cri_errors.CRIError as exc:  # containerd down: nothing to adopt yet
+                log.warning("agent %s: cannot list the runtime: %s", self.config.node_name, exc)
+                return
             state = (sorted((s.id, s.state) for s in sandboxes),
                      sorted((c.id, c.state) for c in containers))
             if state == previous:
@@ -239,15 +281,23 @@ class Agent:
         await asyncio.gather(*(i.wait_synced() for i in (self.pods, self.configmaps,
                                                            self.secrets, self.services)))
         await self._runtime_settled()
-        for uid in await self.pleg.relist():  # adopt what runs; orphans get cleaned up
+        try:
+            adopted = await self.pleg.relist()  # adopt what runs; orphans get cleaned up
+        except cri_errors.CRIError as exc:  # the PLEG adopts once containerd answers
+            log.warning("agent %s: runtime not listed: %s", self.config.node_name, exc)
+            adopted = set()
+        for uid in adopted:
             if uid:
                 self.workers.update(uid)
+        self._adopted.set()
         log.info("agent %s: caches synced, %d pods", self.config.node_name,
                  len(self.pods.store))
+        gc = asyncio.create_task(self.gc.run(), name="garbage collection")  # after adoption
         try:
             await self.pleg.run()
         finally:
             sink.cancel()
+            gc.cancel()
             await self.workers.stop()
             for informer in (self.pods, self.configmaps, self.secrets, self.services):
                 await informer.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.gc.policy import GCPolicy
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -21,6 +23,7 @@ class AgentConfig:
     port: int = 10250  # the agent's HTTPS server (logs, exec)
     node_labels: dict[str, str] = field(default_factory=dict)
     resolv_conf: Path = Path("/etc/resolv.conf")
+    gc: GCPolicy = field(default_factory=GCPolicy)  # container and image garbage collection
 
     @property
     def pods_dir(self) -> Path:

@@ -3,7 +3,9 @@
 `ensure(pod, container)` returns when the image is present, or raises `ImageError` with the
 waiting reason Kubernetes shows (ErrImagePull, then ImagePullBackOff while the back-off of 10 s
 doubling to 300 s runs; ErrImageNeverPull for policy Never). Events are the kubelet's: Pulling,
-Pulled, Failed, BackOff.
+Pulled, Failed, BackOff. As in the kubelet, the back-off is kept per pod and image (another pod
+of the same image tries its own pull), and entries idle for twice the maximum are dropped.
+A container without imagePullPolicy gets the API's default: Always for `:latest` or no tag.
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def auth_for(image: str, secrets: list[Object]) -> api.AuthConfig | None:
     return None
 
 
+def default_pull_policy(image: str) -> str:
+    """The API's default imagePullPolicy: Always for `:latest` or no tag, else IfNotPresent."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _key(pod: Object, image: str) -> tuple[str, str]:
+    return str(pod["metadata"].get("uid", "")), image
+
+
 class ImageManager:
     def __init__(self, runtime: Any, recorder: Recorder, *,
                  secret: Callable[[str, str], Object | None],
@@ -78,14 +93,14 @@ class ImageManager:
         self.recorder = recorder
         self.secret = secret
         self.clock = clock
-        self._backoff: dict[str, _Backoff] = {}  # image -> failures
+        self._backoff: dict[tuple[str, str], _Backoff] = {}  # (pod uid, image) -> failures
 
     def __repr__(self) -> str:
         return f"<ImageManager backing-off={len(self._backoff)}>"
 
     async def ensure(self, pod: Object, container: Object) -> None:
         image = str(container["image"])
-        policy = container.get("imagePullPolicy") or "IfNotPresent"
+        policy = container.get("imagePullPolicy") or default_pull_policy(image)
         present = await self.runtime.image_status(image) is not None
         if policy == "Never":
             if not present:
@@ -97,12 +112,19 @@ class ImageManager:
             self.recorder.event(pod, "Normal", "Pulled",
                                 f'Container image "{image}" already present on machine')
             return
-        backoff = self._backoff.get(image)
+        self._forget_idle()
+        backoff = self._backoff.get(_key(pod, image))
         if backoff is not None and self.clock() < backoff.until:
             message = f'Back-off pulling image "{image}"'
             self.recorder.event(pod, "Normal", "BackOff", message)
             raise ImageError("ImagePullBackOff", message)
         await self._pull(pod, image)
+
+    def _forget_idle(self) -> None:
+        """Drop back-offs that ended more than twice the maximum ago (pods long gone)."""
+        now = self.clock()
+        for key in [k for k, b in self._backoff.items() if now - b.until > 2 * BACKOFF_MAX]:
+            del self._backoff[key]
 
     async def _pull(self, pod: Object, image: str) -> None:
         namespace = pod["metadata"].get("namespace", "")
@@ -113,15 +135,15 @@ class ImageManager:
         try:
             await self.runtime.pull_image(image, auth=auth_for(image, secrets))
         except cri_errors.CRIError as exc:
-            previous = self._backoff.get(image)
+            previous = self._backoff.get(_key(pod, image))
             failures = previous.failures + 1 if previous else 1
             delay = min(BACKOFF_START * 2 ** (failures - 1), BACKOFF_MAX)
             message = f'Failed to pull image "{image}": {exc.details}'
-            self._backoff[image] = _Backoff(failures, self.clock() + delay, message)
+            self._backoff[_key(pod, image)] = _Backoff(failures, self.clock() + delay, message)
             self.recorder.event(pod, "Warning", "Failed", message)
             self.recorder.event(pod, "Warning", "Failed", "Error: ErrImagePull")
             raise ImageError("ErrImagePull", message) from None
-        self._backoff.pop(image, None)
+        self._backoff.pop(_key(pod, image), None)
         took = self.clock() - started
         self.recorder.event(pod, "Normal", "Pulled",
                             f'Successfully pulled image "{image}" in {took:.3f}s')

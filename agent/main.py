@@ -19,7 +19,9 @@ from typing import Any
 
 from agent.agent import Agent
 from agent.config import AgentConfig
-from agent.images import importer
+from agent.gc import flags as gc_flags
+from agent.gc import validate as validate_gc
+from agent.images import preload
 from agent.node import NodeManager
 from agent.node.config import NodeConfig
 from agent.server import AgentServer
@@ -53,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
                    help="CA of the clients allowed to call the agent (the apiserver)")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2")
     p.add_argument("-v", "--v", type=int, default=1)
+    gc_flags.add_flags(p)
     return p
 
 
@@ -64,7 +67,7 @@ def config_of(args: argparse.Namespace) -> AgentConfig:
         cluster_dns=tuple(s for s in args.cluster_dns.split(",") if s),
         cluster_domain=args.cluster_domain, pod_cidr=args.pod_cidr,
         cni_conf_dir=args.cni_conf_dir, images_dir=args.images_dir, port=args.port,
-        node_labels=labels)
+        node_labels=labels, gc=gc_flags.policy_of(args))
 
 
 async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeClient,
@@ -83,10 +86,7 @@ async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeC
 
 async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespace) -> None:
     log.info("effective configuration: %s", config)
-    if config.images_dir and config.images_dir.is_dir():
-        for tar in sorted(config.images_dir.glob("*.tar")):
-            for imported in await importer.import_archive(tar, config.containerd):
-                log.info("imported image %s from %s", imported.name, tar)
+    preloaded = await preload.import_directory(config.images_dir, config.containerd)
     client = RESTClient(kubeconfig.load(kubeconfig_path), user_agent="pinnace-agent")
     runtime = RuntimeClient(config.containerd)
     events = ContainerdClient(config.containerd)
@@ -100,6 +100,7 @@ async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespa
         kubelet_port=config.port))
     await node.register()
     agent = Agent(config, client, runtime, events, node_allocatable=node.allocatable)
+    preload.report(preloaded, agent.recorder, config.node_name)  # events on the Node
     holder.append(agent)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -124,11 +125,16 @@ async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespa
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(argv)
+    config = config_of(args)
+    problems = validate_gc(config.gc)
+    if problems:
+        print(f"pinnace agent: invalid configuration: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.v, logging.DEBUG)
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(run(config_of(args), args.kubeconfig, args))
+        asyncio.run(run(config, args.kubeconfig, args))
     except (OSError, kubeconfig.KubeconfigError) as exc:
         print(f"pinnace agent: {exc}", file=sys.stderr)
         return 1

@@ -199,7 +199,7 @@ class PodSyncer:
             else:
                 return
         if current.state == api.CONTAINER_CREATED:
-            await self._start_existing(ctx, current, container)
+            await self._run(ctx, current.id, container)
             return
         if init:
             wanted = policy != "Never"
@@ -208,7 +208,7 @@ class PodSyncer:
         if not wanted:
             return
         key = f"{uid}/{name}"
-        remaining = self.backoff.remaining(key)
+        remaining = self.backoff.remaining(key, current.finished_at / 1e9)
         if remaining > 0:
             message = crash_loop_message(pod, name, int(self.backoff.delay(key)))
             ctx.result.waiting[name] = ("CrashLoopBackOff", message)
@@ -257,10 +257,6 @@ class PodSyncer:
             return
         self.recorder.event(pod, "Normal", "Created", f"Created container {name}")
         await self._run(ctx, container_id, container)
-
-    async def _start_existing(self, ctx: _Ctx, current: api.ContainerStatus,
-                              container: Object) -> None:
-        await self._run(ctx, current.id, container)
 
     async def _run(self, ctx: _Ctx, container_id: str, container: Object) -> None:
         pod, name = ctx.pod, container["name"]

@@ -20,13 +20,19 @@ class RestartBackoff:
     def __repr__(self) -> str:
         return f"<RestartBackoff entries={len(self._entries)}>"
 
-    def remaining(self, key: str) -> float:
-        """Seconds left before `key` may restart (0: now)."""
+    def remaining(self, key: str, exited_at: float = 0.0) -> float:
+        """Seconds left before `key` may restart (0: now).
+
+        The wait counts from when the container exited (`exited_at`, seconds since the epoch),
+        as the kubelet's IsInBackOffSince(finishedAt) does, or else from the last restart; a
+        container that exited 10 minutes or more after its last restart may restart at once."""
         entry = self._entries.get(key)
         if entry is None:
             return 0.0
         delay, last = entry
-        return max(0.0, last + delay - self.clock())
+        if exited_at - last >= RESET_AFTER:
+            return 0.0
+        return max(0.0, max(last, exited_at) + delay - self.clock())
 
     def delay(self, key: str) -> float:
         entry = self._entries.get(key)

@@ -134,10 +134,11 @@ class _Image:
     repo_tags: list[str]
     repo_digests: list[str]
     size: int
+    pinned: bool = False
 
     def message(self) -> api.Image:
         return api.Image(id=self.id, repo_tags=self.repo_tags, repo_digests=self.repo_digests,
-                         size=self.size, spec=api.ImageSpec(image=self.id))
+                         size=self.size, spec=api.ImageSpec(image=self.id), pinned=self.pinned)
 
 
 @dataclass(eq=False)
@@ -212,6 +213,7 @@ class FakeRuntime:
     - `exit_sandbox(id)`: a sandbox's pause process dies; the sandbox becomes NOTREADY.
     - `exec_results[(container_id or "*", tuple(cmd))] = ExecSyncResponse(...)` for exec_sync.
     - `fail_pulls[image] = exc`: pulling `image` raises `exc` until the entry is removed.
+    - `pin_image(ref)`: the image is reported pinned (never garbage collected).
     - `stop_exit_code`: what a container stopped with a grace period exits with (143).
     - `runtime_ready`, `network_ready`: the conditions `status()` reports.
     - `break_subscriptions(exc)`: open `subscribe()` streams raise `exc` (containerd went away).
@@ -283,6 +285,13 @@ class FakeRuntime:
             raise ValueError(f"sandbox {sandbox_id} is not ready")
         sandbox.state = api.SANDBOX_NOTREADY
         self._publish_exit(sandbox.id, sandbox.pid, SIGKILL_EXIT)
+
+    def pin_image(self, ref: str) -> None:
+        """Mark the image pinned (CRI `Image.pinned`), as containerd marks its sandbox image."""
+        image = self._find_image(ref)
+        if image is None:
+            raise ValueError(f"no image {ref}")
+        image.pinned = True
 
     def break_subscriptions(self, exc: BaseException | None = None) -> None:
         """Open event streams raise `exc` (default: Unavailable), as when containerd restarts."""

@@ -212,12 +212,20 @@ def test_init_containers_and_readiness_probe(agent: Process, kubectl: Kubectl, n
 
 async def test_agent_restart_adopts_and_cleans_up(agent: Process, kubectl: Kubectl,
                                                   containerd: Containerd, ns: str) -> None:
-    for i in range(20):
-        kubectl("apply", "-f", "-", input=pod(f"p{i}", ns, "exec sleep 300"))
-    time.sleep(1.0)  # some started, some not yet
-    assert agent.popen is not None
-    agent.popen.kill()  # kill -9 mid-way
-    agent.popen.wait()
+    manifests = [json.loads(pod(f"p{i}", ns, "exec sleep 300")) for i in range(20)]
+    kubectl("apply", "--validate=false", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": manifests}))  # 20 pods at once
+    in_namespace = api.PodSandboxFilter(label_selector={labels.POD_NAMESPACE: ns})
+    async with RuntimeClient(containerd.socket) as rt:
+        deadline = time.monotonic() + 30
+        while len(await rt.list_pod_sandbox(in_namespace)) < 3:  # some started, not all
+            assert time.monotonic() < deadline, "the agent started no pods"
+            await asyncio.sleep(0.02)
+        assert agent.popen is not None
+        agent.popen.kill()  # kill -9 mid-way
+        agent.popen.wait()
+        started = len(await rt.list_pod_sandbox(in_namespace))
+    print(f"agent killed with {started} of 20 sandboxes started")
     kubectl("delete", "pod", "p0", "-n", ns, "--wait=false")
     agent.start()
     for i in range(1, 20):
@@ -242,6 +250,7 @@ async def test_agent_restart_adopts_and_cleans_up(agent: Process, kubectl: Kubec
                 status = await rt.container_status(container.id)
                 assert (status.exit_code, status.reason) == (128, "StartError"), status
         assert "p0" not in running
+        assert not [c for c in containers if c.labels[labels.POD_NAME] == "p0"]  # removed
         assert sorted(running) == sorted(f"p{i}" for i in range(1, 20))
         assert set(running.values()) == {1}, running  # nothing runs twice
         sandboxes = await rt.list_pod_sandbox(api.PodSandboxFilter(

@@ -168,6 +168,6 @@ async def test_node_registers_without_a_runtime_and_says_why_it_is_not_ready(
         row = await eventually(node.row)
         assert row[1] == "NotReady"
         ready = await node.ready()
-        assert ready["message"].startswith(
-            "[container runtime status check may not have completed yet, ")
+        assert ready["message"].startswith(  # the missing socket, named at once
+            "[container runtime is down: no such socket (is containerd running?), ")
         assert node.task is not None and not node.task.done()

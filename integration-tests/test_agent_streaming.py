@@ -1,5 +1,7 @@
 """Logs, exec and attach end to end: kubectl and the Python client -> apiserver -> AgentServer ->
-containerd, all real.
+containerd, all real. Terminal sessions (`exec -it`, `attach -it`) run kubectl on a pseudo-terminal
+of their own, typed into and resized as a person would; `kubectl run -i --rm` runs against a real
+`pinnace agent`.
 
 No pod workers run here: each test starts its sandbox and containers through the CRI directly,
 labelled as the agent labels them, creates the matching Pod (spec.nodeName set) through the API,
@@ -11,9 +13,15 @@ run in threads, since the server they reach through the apiserver lives on this 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import select
+import signal
+import struct
 import subprocess
+import sys
+import termios
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +41,8 @@ from controlplane.apiserver import pki
 from cri.runtime import RuntimeClient
 from cri.v1 import api_pb2 as api
 from pinnace.local.apiserver import APIServerProcess
+from pinnace.local.containerd import Containerd
+from pinnace.local.process import Process, free_port
 
 BUSYBOX = "localhost/busybox:1"
 NS = "default"
@@ -56,6 +66,36 @@ def core(apiserver: APIServerProcess) -> Iterator[k8s.CoreV1Api]:
                 v1.delete_namespaced_pod(pod.metadata.name, NS, grace_period_seconds=0)
         v1.delete_node(NODE)
         api_client.close()
+
+
+@pytest.fixture
+def node_agent(containerd: Containerd, apiserver: APIServerProcess,
+               workdir: Path) -> Iterator[str]:
+    """`pinnace agent` running pods for a Node of its own (sharing the host containerd, as
+    integration-tests/test_agent.py does); yields the node's name. Only for the test that uses
+    it: a running agent takes the other tests' CRI-made pods, seen on containerd's event stream,
+    for orphans of its own and stops them."""
+    name, base = f"{NODE}-agent", workdir / "streaming-agent"
+    ca = apiserver.cert_dir
+    base.mkdir(parents=True, exist_ok=True)
+    pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{name}",
+                           hosts=["127.0.0.1", name], out_cert=base / "tls.crt",
+                           out_key=base / "tls.key")
+    process = Process("agent", [
+        sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
+        "--node-name", name, "--containerd", containerd.socket, "--root-dir",
+        str(base / "root"), "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.1.0/24",
+        "--cni-conf-dir", str(base / "cni"), "--port", str(free_port()),
+        "--address", "127.0.0.1", "--tls-cert-file", str(base / "tls.crt"),
+        "--tls-private-key-file", str(base / "tls.key"), "--client-ca-file", str(ca / "ca.crt"),
+    ], base / "agent.log")
+    process.start()
+    try:
+        yield name
+    finally:
+        process.stop()
+        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "delete", "node",
+                        name, "--wait=false"], capture_output=True, timeout=30)
 
 
 @dataclass
@@ -91,10 +131,14 @@ async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 async def start_pod(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api, agent: Agent,
-                    name: str, containers: dict[str, str], *, node: str = NODE) -> list[str]:
-    """Create Pod `name` (containers: name -> shell script) and run it through the CRI, as the
-    agent would; return the container ids."""
-    spec: Object = {"containers": [{"name": c, "image": BUSYBOX, "command": ["sh", "-c", s]}
+                    name: str, containers: dict[str, str], *, node: str = NODE,
+                    stdin: bool = False, stdin_once: bool = False,
+                    tty: bool = False) -> list[str]:
+    """Create Pod `name` (containers: name -> shell script; each with `stdin`, `stdinOnce`
+    and `tty` as given) and run it through the CRI, as the agent would; return the container
+    ids."""
+    spec: Object = {"containers": [{"name": c, "image": BUSYBOX, "command": ["sh", "-c", s],
+                                    "stdin": stdin, "stdinOnce": stdin_once, "tty": tty}
                                    for c, s in containers.items()]}
     if node:
         spec["nodeName"] = node
@@ -114,6 +158,8 @@ async def start_pod(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api, agent: 
         container_config.log_path = labels.container_log_path(container, 0)
         container_config.labels.update({**pod_labels, labels.CONTAINER_NAME: container})
         container_config.annotations[labels.RESTART_COUNT] = "0"
+        container_config.stdin, container_config.stdin_once = stdin, stdin_once
+        container_config.tty = tty
         container_id = await cri.create_container(sandbox_id, container_config, config)
         await cri.start_container(container_id)
         ids.append(container_id)
@@ -294,3 +340,176 @@ async def test_errors_are_statuses(cri: RuntimeClient, pods: Pods, core: k8s.Cor
     await wait_state(cri, ids[1], api.CONTAINER_EXITED)
     stderr = await blocking(kubectl.fails, "exec", "two", "-c", "b", "--", "true")
     assert 'container not found ("b")' in stderr
+
+
+async def test_kubectl_attach(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api, agent: Agent,
+                              kubectl: Kubectl) -> None:
+    ticks = "i=0; while [ $i -lt 25 ]; do echo {0}$i; sleep 0.2; i=$((i+1)); done"
+    # `stdin: true` without -i: containerd's WebSocket would end such an attach at once.
+    ids = await start_pod(cri, pods, core, agent, "att", {"a": ticks.format("a"),
+                                                          "b": ticks.format("b")}, stdin=True)
+    for container_id in ids:
+        await wait_state(cri, container_id, api.CONTAINER_RUNNING)
+    result = await blocking(kubectl.run, "attach", "att", "-c", "b", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("b23\nb24\n"), result.stdout
+    assert "a2" not in result.stdout
+
+
+async def test_kubectl_attach_stdin(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api,
+                                    agent: Agent, kubectl: Kubectl) -> None:
+    # stdinOnce: the end of kubectl's input closes the container's stdin and the attach lasts
+    # until the container exits (without it, containerd ends the attach with the input).
+    script = "while read line; do echo got:$line; done; echo eof"
+    [container_id] = await start_pod(cri, pods, core, agent, "atti", {"c": script}, stdin=True,
+                                     stdin_once=True)
+    await wait_state(cri, container_id, api.CONTAINER_RUNNING)
+    result = await blocking(kubectl.run, "attach", "-i", "atti", input="hello\nbye\n",
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "got:hello\ngot:bye\neof\n"
+    await wait_state(cri, container_id, api.CONTAINER_EXITED)
+
+
+async def test_python_client_attach_stdin(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api,
+                                          agent: Agent) -> None:
+    script = 'while read line; do echo got:$line; [ "$line" = bye ] && exit 0; done'
+    [container_id] = await start_pod(cri, pods, core, agent, "pyatt", {"c": script},
+                                     stdin=True)
+    await wait_state(cri, container_id, api.CONTAINER_RUNNING)
+
+    def run_attach() -> str:
+        resp = stream(core.connect_get_namespaced_pod_attach, "pyatt", NS, stdout=True,
+                      stderr=True, stdin=True, tty=False, _preload_content=False)
+        out = ""
+        resp.write_stdin("hello\n")
+        deadline = time.monotonic() + 20
+        while "got:hello" not in out and time.monotonic() < deadline:
+            resp.update(timeout=1)
+            out += resp.read_stdout() if resp.peek_stdout() else ""
+        resp.write_stdin("bye\n")
+        resp.run_forever(timeout=20)
+        out += str(resp.read_stdout())
+        resp.close()
+        return out
+
+    assert await blocking(run_attach) == "got:hello\ngot:bye\n"
+    await wait_state(cri, container_id, api.CONTAINER_EXITED)
+
+
+class Terminal:
+    """kubectl on a pseudo-terminal of its own: what is typed, what it shows, resizes."""
+
+    def __init__(self, kubectl: Kubectl, *args: str) -> None:
+        self.master, slave = os.openpty()
+        self._set_size(24, 80)
+        self.process = subprocess.Popen(
+            ["kubectl", "--kubeconfig", str(kubectl.kubeconfig), "--cache-dir",
+             str(kubectl.cache_dir), *args], stdin=slave, stdout=slave, stderr=slave,
+            start_new_session=True)
+        os.close(slave)
+        self.screen = b""
+
+    def _set_size(self, rows: int, columns: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    def resize(self, rows: int, columns: int) -> None:
+        """Resize the terminal and tell kubectl, as a terminal emulator does (SIGWINCH)."""
+        self._set_size(rows, columns)
+        self.process.send_signal(signal.SIGWINCH)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def expect(self, text: str, timeout: float = 20) -> str:
+        """Read until `text` is on the screen; return the screen so far."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {text!r}: {self.screen!r}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # EIO: kubectl closed the terminal
+                    chunk = b""
+                assert chunk, f"kubectl ended before {text!r}: {self.screen!r}"
+                self.screen += chunk
+        return self.screen.decode(errors="replace")
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.process.wait(timeout)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+async def test_kubectl_exec_on_a_terminal(cri: RuntimeClient, pods: Pods, core: k8s.CoreV1Api,
+                                          agent: Agent, kubectl: Kubectl) -> None:
+    [container_id] = await start_pod(cri, pods, core, agent, "tty", {"c": "sleep 300"})
+    await wait_state(cri, container_id, api.CONTAINER_RUNNING)
+    terminal = Terminal(kubectl, "exec", "-it", "tty", "--", "sh")
+    try:
+        await blocking(terminal.type, "tty; echo mark-$((40 + 2))\n")
+        screen = await blocking(terminal.expect, "mark-42")
+        assert "/dev/pts/" in screen  # containerd allocated the container a terminal
+        assert "Unable to use a TTY" not in screen
+        await blocking(terminal.type, "stty size\n")
+        await blocking(terminal.expect, "24 80")
+        terminal.resize(30, 100)
+        await asyncio.sleep(0.5)
+        await blocking(terminal.type, "stty size\n")
+        await blocking(terminal.expect, "30 100")
+        await blocking(terminal.type, "exit 3\n")
+        assert await blocking(terminal.wait) == 3, terminal.screen
+    finally:
+        terminal.close()
+
+
+def test_kubectl_run_interactive_and_removed(node_agent: str, kubectl: Kubectl) -> None:
+    overrides = json.dumps({"spec": {"nodeName": node_agent}})
+
+    def run(name: str, script: str, stdin: str) -> subprocess.CompletedProcess[str]:
+        return kubectl.run("run", name, "-i", "--rm", "--restart=Never", f"--image={BUSYBOX}",
+                           f"--overrides={overrides}", "--", "sh", "-c", script, input=stdin,
+                           timeout=90)
+
+    typed = run("typed", "read x; echo got-$x; exit 4", "hello\n")
+    assert (typed.returncode, typed.stdout) == (4, 'got-hello\npod "typed" deleted\n'), typed
+    # Attached before the output, with stdin closed at once (stdinOnce: the container's too).
+    slow = run("slow", "sleep 2; echo slow; cat; echo eof; exit 3", "")
+    assert (slow.returncode, slow.stdout) == (3, 'slow\neof\npod "slow" deleted\n'), slow
+    # Done before kubectl attaches (it falls back to the logs), or while it does (the output is
+    # gone by then, as with any kubelet): the exit code comes through either way.
+    quick = run("quick", "echo quick; exit 5", "")
+    assert quick.returncode == 5, quick
+    assert quick.stdout in ('quick\npod "quick" deleted\n', 'pod "quick" deleted\n'), quick
+    deadline = time.monotonic() + 30
+    while kubectl.run("get", "pod", "typed", "slow", "quick", "-o", "name").stdout:
+        assert time.monotonic() < deadline, "pods of kubectl run --rm are still there"
+        time.sleep(0.3)
+
+
+async def test_kubectl_attach_on_a_terminal(cri: RuntimeClient, pods: Pods,
+                                            core: k8s.CoreV1Api, agent: Agent,
+                                            kubectl: Kubectl) -> None:
+    [container_id] = await start_pod(cri, pods, core, agent, "atty", {"c": "exec sh"},
+                                     stdin=True, tty=True)
+    await wait_state(cri, container_id, api.CONTAINER_RUNNING)
+    terminal = Terminal(kubectl, "attach", "-it", "atty")
+    try:
+        await blocking(terminal.type, "tty; echo mark-$((40 + 2))\n")
+        screen = await blocking(terminal.expect, "mark-42")
+        assert "/dev/pts/" in screen
+        terminal.resize(33, 120)
+        await asyncio.sleep(0.5)
+        await blocking(terminal.type, "stty size\n")
+        await blocking(terminal.expect, "33 120")
+        await blocking(terminal.type, "exit 3\n")
+        assert await blocking(terminal.wait) == 0  # attach ends with the container, no code
+    finally:
+        terminal.close()
+    await wait_state(cri, container_id, api.CONTAINER_EXITED)

@@ -1,4 +1,8 @@
-"""`pinnace images build|import|push`: images for air-gapped nodes, no internet involved.
+"""`pinnace images build|import|push|mirror`: images for air-gapped nodes, no internet involved.
+
+`mirror` writes containerd's hosts.toml so that a registry (docker.io) is pulled through a
+mirror, e.g. `pinnace images mirror docker.io http://10.0.0.10:5000 --config-dir
+/etc/containerd/certs.d` on a node whose containerd has that `registry.config_path`.
 
 Every failure prints one line naming the file, socket or registry and exits 1.
 """
@@ -11,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.images import build, importer, layout, registry
+from agent.images import build, importer, layout, mirrors, registry
 from cri import errors
 
 
@@ -30,6 +34,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("file", type=Path, metavar="FILE")
     u.add_argument("ref", metavar="REF", help="e.g. 127.0.0.1:5000/busybox:1")
     u.add_argument("--plain-http", action="store_true", help="use http even off loopback")
+    m = sub.add_parser("mirror", help="pull REGISTRY through MIRROR (containerd's hosts.toml)")
+    m.add_argument("registry", metavar="REGISTRY", help="e.g. docker.io")
+    m.add_argument("mirror", nargs="+", metavar="MIRROR", help="e.g. http://10.0.0.10:5000")
+    m.add_argument("--config-dir", type=Path, default=Path("/etc/containerd/certs.d"),
+                   help="containerd's registry config_path")
     return p
 
 
@@ -45,6 +54,9 @@ async def run(args: argparse.Namespace) -> None:
         digest = await registry.push(archive, args.ref,
                                      scheme="http" if args.plain_http else None)
         print(f"{args.ref}\t{digest}")
+    elif args.action == "mirror":
+        for path in mirrors.write_hosts(args.config_dir, {args.registry: args.mirror}):
+            print(path)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -52,7 +64,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         asyncio.run(run(args))
     except (layout.ImageArchiveError, registry.RegistryError, errors.CRIError,
-            FileNotFoundError) as exc:
+            mirrors.MirrorError, OSError) as exc:
         print(f"pinnace images {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -51,6 +51,7 @@ class NodeConfig:
     clock: Callable[[], datetime] = _now
     status_update_frequency: float = 10.0  # seconds between status computations
     status_report_frequency: float = 300.0  # post at least this often even if unchanged
+    runtime_check_interval: float = 2.0  # seconds between CRI Status checks (up or down?)
     lease_duration_seconds: int = 40
     lease_renew_interval: float = 10.0
     retry_interval: float = 1.0  # first retry after a failure; doubles up to the period

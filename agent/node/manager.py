@@ -2,10 +2,13 @@
 
 `register()` creates the Node (labels, taints, pod CIDR override, full status) or adopts an
 existing one (default and extra labels brought up to date, spec left as others set it, status
-re-posted). `run()` then runs three tasks that never die on an error (log, retry, continue):
+re-posted). `run()` then runs four tasks that never die on an error (log, retry, continue):
 - the lease: `kube-node-lease/<node>` renewed every 10 s (sooner after a failure);
 - the status: CRI Status/Version/ListImages/ImageFsInfo and the machine measured every 10 s, and
   /status patched when it changed or 5 minutes after the last report (nodeStatusReportFrequency);
+- the runtime check: CRI Status alone every 2 s (the kubelet's updateRuntimeUp runs every 5 s);
+  when the runtime goes away or comes back the status is recomputed at once, so Ready follows
+  containerd within seconds;
 - the watch on the Node itself: once spec.podCIDR is known the conflist is written to
   `cni_conf_dir` and the status recomputed at once, so Ready follows within a round trip.
 Like the kubelet, a Node deleted under a running agent is not re-created: restart the agent.
@@ -28,7 +31,7 @@ from agent.node.lease import NodeLease
 from agent.node.machine import HostMachine, Machine, Sample, SystemInfo
 from controlplane.api import errors
 from controlplane.client.rest import NODES, RESTClient
-from cri.errors import CRIError
+from cri.errors import CRIError, Unavailable
 from cri.v1 import api_pb2 as api
 
 log = logging.getLogger(__name__)
@@ -175,13 +178,8 @@ class NodeManager:
 
     async def probe_runtime(self) -> None:
         """Ask the CRI for its status (and, when it answers, version, images and image fs)."""
-        try:
-            answer = await self.runtime.status(timeout=CRI_TIMEOUT)
-        except (CRIError, OSError) as exc:
-            log.warning("node %s: container runtime status check failed: %s",
-                        self.config.node_name, exc)
+        if not await self.check_runtime():
             return
-        self.runtime_state.observe(self.clock(), answer)
         try:
             version = await self.runtime.version(timeout=CRI_TIMEOUT)
             self.runtime_state.runtime_version = (
@@ -191,6 +189,23 @@ class NodeManager:
             self.imagefs_mount = filesystems[0].fs_id.mountpoint if filesystems else ""
         except (CRIError, OSError) as exc:
             log.warning("node %s: container runtime query failed: %s", self.config.node_name, exc)
+
+    async def check_runtime(self) -> bool:
+        """One CRI Status call into the runtime state; True when the runtime answered."""
+        try:
+            answer = await self.runtime.status(timeout=CRI_TIMEOUT)
+        except (CRIError, OSError) as exc:
+            if not self.runtime_state.unreachable:
+                log.warning("node %s: container runtime status check failed: %s",
+                            self.config.node_name, exc)
+            if isinstance(exc, (Unavailable, OSError)):
+                self.runtime_state.observe_unreachable(
+                    exc.details if isinstance(exc, CRIError) else str(exc))
+            return False
+        if self.runtime_state.unreachable:
+            log.info("node %s: container runtime is up again", self.config.node_name)
+        self.runtime_state.observe(self.clock(), answer)
+        return True
 
     async def _measure(self) -> tuple[SystemInfo, Sample, list[str]]:
         def measure() -> tuple[SystemInfo, Sample, list[str]]:
@@ -340,6 +355,7 @@ class NodeManager:
             tasks.create_task(self._lease_loop(), name=f"lease {self.config.node_name}")
             tasks.create_task(self._status_loop(), name=f"status {self.config.node_name}")
             tasks.create_task(self._watch_loop(), name=f"watch {self.config.node_name}")
+            tasks.create_task(self._runtime_loop(), name=f"runtime {self.config.node_name}")
 
     async def _lease_loop(self) -> None:
         period = self.config.lease_renew_interval
@@ -350,6 +366,17 @@ class NodeManager:
             else:
                 wait, delay = min(delay, period), min(delay * 2, period)
             await asyncio.sleep(wait)
+
+    async def _runtime_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.runtime_check_interval)
+            before = self.runtime_state.errors(self.clock())
+            try:
+                await self.check_runtime()
+            except Exception as exc:  # noqa: BLE001 - never die: the next period retries
+                log.warning("node %s: runtime check failed: %s", self.config.node_name, exc)
+            if self.runtime_state.errors(self.clock()) != before:
+                self._poke.set()
 
     async def _status_loop(self) -> None:
         while True:

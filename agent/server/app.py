@@ -196,6 +196,9 @@ class AgentServer:
                     stdout=options.stdout, stderr=options.stderr))
             session = await open_session(url, options)
         except (CRIError, HandshakeError, OSError) as exc:
+            if not await self.lookup.is_running(container.id):
+                # It exited meanwhile (`kubectl run -i` of a quick command): as found exited.
+                raise errors.BadRequest(f'container not found ("{name}")') from exc
             doing = "executing command in" if kind == "exec" else "attaching to"
             raise errors.InternalError(f"error {doing} container: {exc}") from exc
         log.info("%s pod=%s/%s container=%s command=%s", kind, ns, pod, name, command)

@@ -1,9 +1,11 @@
-"""A minimal SPDY/3.1 client for containerd's streaming server, for exec and attach with stdin.
+"""A minimal SPDY/3.1 client for containerd's streaming server, for every exec and attach.
 
 Why SPDY at all: containerd 1.6 speaks WebSocket only as `v4.channel.k8s.io` (it refuses v5
-with 403), and v4 cannot close stdin without closing the whole connection, which loses the
-output still to come and the exit status. Over SPDY every stream half-closes on its own (a
-DATA frame with FIN), so `echo x | kubectl exec -i POD -- cat` gets its EOF and still its output.
+with 403); v4 cannot close stdin without closing the whole connection, which loses the output
+still to come and the exit status, and always hands the runtime a stdin (agent/server/upstream.py
+says what that breaks). Over SPDY every stream half-closes on its own (a DATA frame with FIN), so
+`echo x | kubectl exec -i POD -- cat` gets its EOF and still its output, and a stream not asked
+for does not exist.
 
 Only what Kubernetes' remotecommand protocol (v4) uses is spoken: an HTTP/1.1 upgrade, one
 SYN_STREAM per stream with a `streamtype` header (error, stdin, stdout, stderr, resize; client

@@ -3,12 +3,16 @@
 Several can run side by side, one per node. `stop()` removes every pod sandbox through the CRI
 (so runc and the shims end their containers), stops containerd by PID, ends any shim still naming
 our socket, unmounts what is left under the directory, and deletes the CNI bridge it used.
+Registry mirrors (`mirrors={"docker.io": ["http://127.0.0.1:5000"]}`, or `set_mirrors` once the
+mirror's port is known) are hosts.toml files under `<base>/certs.d`, its `config_path`, which
+containerd reads on every pull (see agent/images/mirrors.py for where mirrors live and why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import grpc
 
 from agent import cni
 from agent.images import importer
+from agent.images import mirrors as hosts_toml
 from cri.v1 import api_pb2 as api
 from pinnace.local import cleanup
 from pinnace.local.process import Process
@@ -58,8 +63,10 @@ class Containerd:
     """One containerd under `base`, in network namespace `netns` (None: this namespace)."""
 
     def __init__(self, base: Path, *, name: str = "containerd", netns: str | None = None,
-                 pod_cidr: str = DEFAULT_POD_CIDR, bridge: str = "pn0") -> None:
+                 pod_cidr: str = DEFAULT_POD_CIDR, bridge: str = "pn0",
+                 mirrors: Mapping[str, Sequence[str]] | None = None) -> None:
         self.base = base
+        self.mirrors = dict(mirrors or {})
         self.name = name
         self.netns = netns
         self.pod_cidr = pod_cidr
@@ -76,10 +83,25 @@ class Containerd:
     def socket(self) -> str:
         return str(self.base / "containerd" / "containerd.sock")
 
+    @property
+    def certs_d(self) -> Path:
+        """containerd's registry `config_path`: one `<registry>/hosts.toml` per configured one."""
+        return self.base / "certs.d"
+
+    def set_mirrors(self, registry: str, urls: Sequence[str]) -> None:
+        """Pull `registry` through `urls` from now on (no urls: directly again)."""
+        if urls:
+            self.mirrors[registry] = list(urls)
+            hosts_toml.write_hosts(self.certs_d, {registry: urls})
+        else:
+            self.mirrors.pop(registry, None)
+            hosts_toml.remove_hosts(self.certs_d, [registry])
+
     def start(self, timeout: float = 20.0) -> None:
         for sub in ("containerd/root", "containerd/state", "containerd/opt", "cni/net.d",
                     "cni/ipam", "certs.d"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        hosts_toml.write_hosts(self.certs_d, self.mirrors)
         self.config.write_text(render_config(self.base))
         (self.base / "cni" / "net.d" / cni.CONFLIST_NAME).write_text(cni.render_conflist(
             network=f"pinnace-{self.name}", bridge=self.bridge, pod_cidr=self.pod_cidr,

@@ -346,16 +346,16 @@ async def test_runtime_errors_are_aggregated_as_the_kubelet_prints_them(tmp_path
         f"{NOT_READY_NO_CIDR}]")
 
 
-async def test_a_runtime_unreachable_for_two_minutes_is_down(world: World) -> None:
+async def test_a_runtime_that_does_not_answer_for_two_minutes_is_down(world: World) -> None:
     await world.manager.register()
-    gone = cri_errors.Unavailable("fake", "RuntimeService/Status", grpc.StatusCode.UNAVAILABLE,
-                                  "connection refused")
+    hung = cri_errors.DeadlineExceeded("fake", "RuntimeService/Status",
+                                       grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
     world.clock.advance(119)
-    world.runtime.fail_next("status", gone)
+    world.runtime.fail_next("status", hung)
     await world.manager.sync_node_status()
     assert world.conditions()["Ready"]["status"] == "True"  # within the 2 minute threshold
     world.clock.advance(1)
-    world.runtime.fail_next("status", gone)
+    world.runtime.fail_next("status", hung)
     assert await world.manager.sync_node_status()
     ready = world.conditions()["Ready"]
     assert (ready["status"], ready["message"], ready["lastTransitionTime"]) == (
@@ -365,6 +365,42 @@ async def test_a_runtime_unreachable_for_two_minutes_is_down(world: World) -> No
     assert await world.manager.sync_node_status()
     assert world.conditions()["Ready"]["status"] == "True"
     assert world.api.node()["status"]["nodeInfo"]["containerRuntimeVersion"] == "fake://0.0.0"
+
+
+async def test_an_unreachable_runtime_is_down_at_once_and_ready_follows_it(
+        tmp_path: Path) -> None:
+    w = World(tmp_path, pod_cidr="10.244.1.0/24", runtime_check_interval=0.01,
+              status_update_frequency=3600)
+    gone = cri_errors.Unavailable("fake", "RuntimeService/Status", grpc.StatusCode.UNAVAILABLE,
+                                  "connection refused")
+    await w.manager.register()
+    assert w.conditions()["Ready"]["status"] == "True"
+    original = w.runtime.status
+
+    async def refused(**kwargs: Any) -> Any:
+        raise gone
+
+    w.runtime.status = refused  # type: ignore[method-assign]
+    task = asyncio.create_task(w.manager.run())
+    try:
+        # The runtime check pokes the status loop: no wait for the (hour-long) status period.
+        for _ in range(300):
+            if w.conditions()["Ready"]["status"] == "False":
+                break
+            await asyncio.sleep(0.01)
+        ready = w.conditions()["Ready"]
+        assert (ready["status"], ready["reason"], ready["message"]) == (
+            "False", "KubeletNotReady", "container runtime is down: connection refused")
+        w.runtime.status = original  # type: ignore[method-assign]
+        for _ in range(300):
+            if w.conditions()["Ready"]["status"] == "True":
+                break
+            await asyncio.sleep(0.01)
+        assert w.conditions()["Ready"]["message"] == "kubelet is posting ready status"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 async def test_missing_cni_plugins_keep_the_node_not_ready(tmp_path: Path) -> None:

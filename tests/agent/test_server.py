@@ -1,7 +1,8 @@
 """Unit tests of the agent's HTTP server over the fake CRI and log files in a temp directory:
 CRI log parsing, tail, since, limitBytes, timestamps, previous, following (through a rotation,
-until the container exits), the error Statuses, exec bridging with a fake streaming session,
-and the SPDY header dictionary."""
+until the container exits), the error Statuses, exec and attach bridging with a fake streaming
+session (the streams asked for; a container that exits while connecting is not found), and
+the SPDY header dictionary."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ from agent import labels
 from agent.server import app as server_app
 from agent.server.app import AgentServer
 from agent.server.logs import LogOptions, LogRecord, go_rfc3339nano, stream_log, tail_offset
-from agent.server.spdy import DICTIONARY
+from agent.server.spdy import DICTIONARY, HandshakeError
 from agent.server.upstream import StreamOptions
 from cri.fake import FakeRuntime
 from cri.v1 import api_pb2 as api
 
 IMAGE = "localhost/busybox:1"
+UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+           "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+           "Sec-WebSocket-Protocol": "v5.channel.k8s.io"}  # a plain GET that asks to upgrade
 NS, POD, UID = "default", "web", "uid-1"
 
 
@@ -284,6 +288,63 @@ async def test_exec_bridges_v5_with_stdin_close(runtime: FakeRuntime, tmp_path: 
     assert session.resizes == [b'{"Width":80,"Height":24}']
     assert opened == [StreamOptions(stdin=True, stdout=True, stderr=True, tty=False)]
     assert runtime.called("exec")[-1][1] == ("cat",)
+
+
+async def test_attach_asks_only_for_the_streams_requested(
+        runtime: FakeRuntime, tmp_path: Path, client: TestClient[Any, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    await Pod(runtime, tmp_path).container("c", LOG)
+    opened: list[StreamOptions] = []
+
+    async def fake_open(url: str, options: StreamOptions) -> FakeSession:
+        opened.append(options)
+        session = FakeSession()
+        session.closed_stdin.set()
+        return session
+
+    requests: list[api.AttachRequest] = []
+    real_attach = runtime.attach
+
+    async def attach(request: api.AttachRequest, *, timeout: float | None = None) -> str:
+        requests.append(request)
+        return await real_attach(request, timeout=timeout)
+
+    monkeypatch.setattr(server_app, "open_session", fake_open)
+    monkeypatch.setattr(runtime, "attach", attach)
+    for query in ("output=1&error=1", "input=1&output=1&tty=1"):
+        ws = await client.ws_connect(f"/attach/{NS}/{POD}/c?{query}",
+                                     protocols=("v5.channel.k8s.io",))
+        async for _ in ws:
+            pass
+    assert opened == [StreamOptions(stdin=False, stdout=True, stderr=True, tty=False),
+                      StreamOptions(stdin=True, stdout=True, stderr=False, tty=True)]
+    assert [(r.stdin, r.stderr, r.tty) for r in requests] == [(False, True, False),
+                                                              (True, False, True)]
+
+
+async def test_a_container_that_exits_while_connecting_is_not_found(
+        runtime: FakeRuntime, tmp_path: Path, client: TestClient[Any, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = Pod(runtime, tmp_path)
+    container_id = await pod.container("c", LOG)
+    exits = True
+
+    async def refused(url: str, options: StreamOptions) -> FakeSession:
+        if exits:
+            runtime.exit_container(container_id, 0)
+        raise HandshakeError(500, b"container is in CONTAINER_EXITED state")
+
+    monkeypatch.setattr(server_app, "open_session", refused)
+    response = await client.get(f"/attach/{NS}/{POD}/c?output=1",
+                                headers=UPGRADE)
+    assert response.status == 400
+    assert (await response.json())["message"] == 'container not found ("c")'
+    exits = False
+    await pod.container("c", LOG, restarts=1)
+    response = await client.get(f"/exec/{NS}/{POD}/c?command=true&output=1",
+                                headers=UPGRADE)
+    assert response.status == 500
+    assert "error executing command in container" in (await response.json())["message"]
 
 
 async def test_healthz_pods_and_metrics(client: TestClient[Any, Any]) -> None:
