@@ -36,11 +36,40 @@ def test_help_lists_every_subcommand() -> None:
         assert name in result.stdout
 
 
-@pytest.mark.parametrize("command,issue", [("cloud-controller-manager", 5)])
-def test_unbuilt_daemons_say_so(command: str, issue: int) -> None:
-    result = run(command)
+def test_cloud_controller_manager_needs_a_provider_and_names_its_flags() -> None:
+    result = run("cloud-controller-manager", "--kubeconfig", "/nonexistent")
+    assert result.returncode == 2
+    assert "--cloud-provider" in result.stderr
+    result = run("cloud-controller-manager", "--help")
+    assert result.returncode == 0
+    for flag in ("--cloud-provider", "--cloud-config", "--controllers", "--cluster-name",
+                 "--leader-elect", "--concurrent-service-syncs", "--node-monitor-period"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize("config,message", [
+    ("loadBalancer:\n  addresses: [10.0.0.9-10.0.0.1]\n",
+     "invalid address range '10.0.0.9-10.0.0.1'"),
+    ("loadBalancer:\n  pool: 10.0.0.0/24\n", "loadBalancer: unknown key 'pool'"),
+], ids=["bad-range", "unknown-key"])
+def test_cloud_controller_manager_bad_config_is_one_line(tmp_path: Path, config: str,
+                                                          message: str) -> None:
+    path = tmp_path / "cloud.yaml"
+    path.write_text(config)
+    result = run("cloud-controller-manager", "--kubeconfig", "/nonexistent",
+                 "--cloud-provider", "local", "--cloud-config", str(path))
     assert result.returncode == 1
-    assert result.stderr.strip() == f"pinnace {command}: not built yet (issue {issue})"
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"pinnace cloud-controller-manager: --cloud-config {path}: ")
+    assert message in result.stderr
+
+
+def test_cloud_controller_manager_unknown_provider_is_one_line() -> None:
+    result = run("cloud-controller-manager", "--kubeconfig", "/nonexistent",
+                 "--cloud-provider", "nimbus")
+    assert result.returncode == 1
+    assert result.stderr == ("pinnace cloud-controller-manager: unknown cloud provider "
+                             "'nimbus' (known: local)\n")
 
 
 def test_apiserver_help_names_kubernetes_flags() -> None:

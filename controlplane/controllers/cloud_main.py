@@ -1,9 +1,130 @@
-"""`pinnace cloud-controller-manager` (issue 5; not built yet)."""
+"""`pinnace cloud-controller-manager`: the cloud controllers, leader-elected, over the API.
 
+The run script, as the controller-manager's: read the flags, build the provider named by
+--cloud-provider from --cloud-config (a bad one is a one-line error and exit 1, before anything
+starts), log the effective configuration, then campaign for the Lease
+kube-system/cloud-controller-manager (unless --leader-elect=false) and, while leading, run the
+enabled cloud controllers the provider can serve (`controlplane.cloud.manager`) with
+`controllers.manager.run_controllers`. Each term builds the provider afresh, so what it keeps in
+memory (the local address pool) is rebuilt from the cluster, never carried over from a time
+another instance led. SIGTERM or SIGINT stops, releases the lease and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
 import sys
+import uuid
 from collections.abc import Sequence
+
+from controlplane.client import kubeconfig
+from controlplane.client.leaderelection import LeaderElector
+from controlplane.client.rest import RESTClient
+from controlplane.cloud import manager as cloud_manager
+from controlplane.cloud import registry
+from controlplane.controllers import manager
+from controlplane.controllers.main import boolean, duration, release_lease
+
+log = logging.getLogger("pinnace.cloud-controller-manager")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pinnace cloud-controller-manager",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", required=True, help="how to reach the apiserver")
+    p.add_argument("--cloud-provider", required=True,
+                   help="the cloud provider: " + ", ".join(registry.names()))
+    p.add_argument("--cloud-config", default="", metavar="FILE",
+                   help="the provider's configuration file")
+    p.add_argument("--controllers", default="*",
+                   help="comma-separated controllers: '*' for the defaults, 'foo' to enable, "
+                        "'-foo' to disable; known: "
+                        + ", ".join(r.name for r in cloud_manager.REGISTRY))
+    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
+                   metavar="true|false")
+    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0)
+    p.add_argument("--leader-elect-resource-name", default="cloud-controller-manager")
+    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    manager.add_flags(p, cloud_manager.unbound())
+    p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
+    return p
+
+
+async def run(args: argparse.Namespace, config_text: str,
+              chosen: list[manager.Registration]) -> None:
+    config = kubeconfig.load(args.kubeconfig)
+    client = RESTClient(config, user_agent="pinnace-cloud-controller-manager")
+    identity = f"{socket.gethostname()}_{uuid.uuid4()}"
+    options = vars(args)
+    log.info("cloud-controller-manager: apiserver=%s cloud-provider=%s cloud-config=%s "
+             "controllers=%s leader-elect=%s identity=%s", config.server, args.cloud_provider,
+             args.cloud_config or "none", ",".join(r.name for r in chosen), args.leader_elect,
+             identity)
+
+    async def lead() -> None:
+        cloud = registry.get_cloud_provider(args.cloud_provider, config_text)
+        log.info("leading with %r", cloud)
+        bound = cloud_manager.registrations(chosen, cloud)
+        if not bound:
+            log.warning("no cloud controller can run with this provider and configuration")
+            await asyncio.Event().wait()  # hold the lease, doing nothing
+        await manager.run_controllers(client, bound, options, host=socket.gethostname())
+
+    elector = LeaderElector(client, name=args.leader_elect_resource_name,
+                            namespace=args.leader_elect_resource_namespace, identity=identity,
+                            lease_duration=args.leader_elect_lease_duration,
+                            renew_deadline=args.leader_elect_renew_deadline,
+                            retry_period=args.leader_elect_retry_period)
+    work = asyncio.create_task(elector.run(lead) if args.leader_elect else lead())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+    finally:
+        for task in (work, stopper):
+            task.cancel()
+        results = await asyncio.gather(work, stopper, return_exceptions=True)
+        if args.leader_elect:
+            await release_lease(client, args.leader_elect_resource_namespace,
+                                args.leader_elect_resource_name, identity)
+        await client.close()
+    failure = results[0]
+    if isinstance(failure, Exception):
+        raise failure
+
+
+def prepare(args: argparse.Namespace) -> tuple[str, list[manager.Registration]]:
+    """The config text and the chosen controllers; ValueError (one line) when either is bad."""
+    chosen = manager.enabled(args.controllers.split(","), cloud_manager.unbound())
+    factory = registry.factory(args.cloud_provider)
+    config_text = registry.read_config(args.cloud_config)
+    try:
+        factory(config_text)  # validates the config
+    except ValueError as exc:
+        where = f"--cloud-config {args.cloud_config}: " if args.cloud_config else ""
+        raise ValueError(f"{where}{exc}") from None
+    return config_text, chosen
 
 
 def main(argv: Sequence[str]) -> int:
-    print("pinnace cloud-controller-manager: not built yet (issue 5)", file=sys.stderr)
-    return 1
+    args = parser().parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.v, logging.DEBUG)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config_text, chosen = prepare(args)
+        asyncio.run(run(args, config_text, chosen))
+    except (ValueError, kubeconfig.KubeconfigError) as exc:
+        print(f"pinnace cloud-controller-manager: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -20,17 +20,24 @@ from typing import Any
 from controlplane.client.events import EventSink
 from controlplane.client.rest import RESTClient
 from controlplane.controllers.base import Controller, ControllerContext, SharedInformers
+from controlplane.controllers.cronjob import CronJobController
+from controlplane.controllers.daemonset import DaemonSetController
 from controlplane.controllers.deployment import DeploymentController
 from controlplane.controllers.endpoints import EndpointsController
 from controlplane.controllers.endpointslice import EndpointSliceController
 from controlplane.controllers.endpointslice import add_flags as endpointslice_flags
 from controlplane.controllers.garbagecollector import GarbageCollector
+from controlplane.controllers.job import JobController
 from controlplane.controllers.namespace import NamespaceController
 from controlplane.controllers.nodeipam import NodeIpamController
 from controlplane.controllers.nodeipam import add_flags as nodeipam_flags
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.controllers.nodelifecycle import add_flags as nodelifecycle_flags
+from controlplane.controllers.podgc import PodGCController
+from controlplane.controllers.podgc import add_flags as podgc_flags
 from controlplane.controllers.replicaset import ReplicaSetController
+from controlplane.controllers.serviceaccount import ServiceAccountController
+from controlplane.controllers.ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,14 @@ REGISTRY: tuple[Registration, ...] = (
                  default_workers=8, add_flags=nodelifecycle_flags),
     Registration("namespace", NamespaceController, "concurrent-namespace-syncs", 10),
     Registration("garbagecollector", GarbageCollector, "concurrent-gc-syncs", 20),
+    Registration("daemonset", DaemonSetController, "concurrent-daemonset-syncs", 2),
+    Registration("serviceaccount", ServiceAccountController, "concurrent-serviceaccount-syncs",
+                 1),
+    Registration("podgc", PodGCController, "concurrent-podgc-syncs", 1, add_flags=podgc_flags),
+    Registration("job", JobController, "concurrent-job-syncs"),
+    Registration("cronjob", CronJobController, "concurrent-cron-job-syncs"),
+    Registration("ttl-after-finished", TTLAfterFinishedController,
+                 "concurrent-ttl-after-finished-syncs"),
 )
 
 

@@ -116,6 +116,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
        short=("rs",), all_=True, subs=(_status("ReplicaSet"), SCALE)),
     _r("apps", "v1", "daemonsets", "DaemonSet", True, apps.DaemonSetStrategy(), short=("ds",),
        all_=True, subs=(_status("DaemonSet"),)),
+    _r("apps", "v1", "controllerrevisions", "ControllerRevision", True, NoStatusStrategy()),
     _r("batch", "v1", "jobs", "Job", True, apps.JobStrategy(), all_=True,
        subs=(_status("Job"),)),
     _r("batch", "v1", "cronjobs", "CronJob", True, apps.CronJobStrategy(), short=("cj",),

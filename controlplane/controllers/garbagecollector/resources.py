@@ -59,6 +59,7 @@ MONITORED: tuple[Kind, ...] = (
     Kind(PODS, "Pod"), Kind(SERVICES, "Service"), Kind(ENDPOINTS, "Endpoints"),
     Kind(CONFIGMAPS, "ConfigMap"), Kind(SECRETS, "Secret"),
     Kind(Resource("", "v1", "serviceaccounts"), "ServiceAccount"), Kind(EVENTS, "Event"),
+    Kind(Resource("apps", "v1", "controllerrevisions"), "ControllerRevision"),
     Kind(NODES, "Node", False), Kind(NAMESPACES, "Namespace", False),
     Kind(DEPLOYMENTS, "Deployment"), Kind(REPLICASETS, "ReplicaSet"),
     Kind(DAEMONSETS, "DaemonSet"), Kind(JOBS, "Job"), Kind(CRONJOBS, "CronJob"),
