@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import upcluster
 from harness import Kubectl, NodeEnv, Pods, remove_sandboxes
 
 from agent.images import build
@@ -158,3 +159,9 @@ def apiserver(workdir: Path, etcd: Etcd) -> Iterator[APIServerProcess]:
 def kubectl(apiserver: APIServerProcess, tmp_path: Path) -> Kubectl:
     """The real kubectl, with the admin kubeconfig and a fresh discovery cache."""
     return Kubectl(apiserver.kubeconfig, tmp_path / "kube-cache")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data dir for `pinnace up` (skips while another `up` runs on this machine)."""
+    yield from upcluster.up_data_dir()

@@ -45,6 +45,8 @@ def identities(plan: ClusterPlan) -> list[Identity]:
                  plan.kubeconfig_of("scheduler")),
         Identity("controller-manager", "system:kube-controller-manager", (), local,
                  plan.kubeconfig_of("controller-manager")),
+        Identity("cloud-controller-manager", "system:kube-cloud-controller-manager", (), local,
+                 plan.kubeconfig_of("cloud-controller-manager")),
         Identity("netproxy", "system:kube-proxy", (), bridge, plan.kubeconfig_of("netproxy")),
     ]
     for node in plan.nodes:

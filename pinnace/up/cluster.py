@@ -94,7 +94,8 @@ class Cluster:
             etcd = step([], self.etcd)
             api = step([etcd], self.apiserver)
             reg = step([net, images], self.registry)
-            control = [step([api], self.scheduler), step([api], self.controller_manager)]
+            control = [step([api], self.scheduler), step([api], self.controller_manager),
+                       step([api], self.cloud_controller_manager)]
             ctds = [step([net, images], self.containerd, n) for n in nodes]
             agents = [step([api, c], self.agent, n) for n, c in zip(nodes, ctds, strict=True)]
             proxies = [step([api, probe, a], self.netproxy, n)
@@ -130,7 +131,7 @@ class Cluster:
                               prefixlen=planning.LINK_NETWORK.prefixlen, gateway=planning.GATEWAY)
         for node in p.nodes:
             self.links.add_routes(node.netns, planning.node_routes(p, node))
-        self.links.add_routes(None, planning.root_routes(p))
+        self.links.add_routes(None, [*planning.root_routes(p), planning.load_balancer_route(p)])
         self.say(f"network ready: bridge {planning.BRIDGE} {planning.GATEWAY}/"
                  f"{planning.LINK_NETWORK.prefixlen}, " + ", ".join(
                      f"{n.netns} {n.address} (pods {n.pod_cidr})" for n in p.nodes)
@@ -212,6 +213,19 @@ class Cluster:
         help_text = self.help_of("controlplane.controllers.main")
         self._control("controller-manager",
                       planning.controller_manager_argv(self.plan, help_text))
+
+    def cloud_controller_manager(self) -> None:
+        """The local cloud provider's files (the plan's nodes are its machines), then the CCM."""
+        base = self.plan.data_dir / "cloud"
+        files = planning.cloud_files(self.plan)
+        (base / "instances").mkdir(parents=True, exist_ok=True)
+        for stale in (base / "instances").iterdir():
+            if f"instances/{stale.name}" not in files:
+                stale.unlink()
+        for relative, text in files.items():
+            (base / relative).write_text(text)
+        self._control("cloud-controller-manager",
+                      planning.cloud_controller_manager_argv(self.plan))
 
     def _control(self, name: str, argv: list[str]) -> None:
         process = self._process(name, argv)

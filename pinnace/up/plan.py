@@ -20,7 +20,7 @@ LINK_NETWORK = ipaddress.IPv4Network("10.254.0.0/24")
 GATEWAY = "10.254.0.1"  # the bridge's address: the apiserver and registry as nodes see them
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
-CLUSTER_DNS = "10.96.0.10"
+LB_POOL = "10.254.1.0/24"  # LoadBalancer addresses (cloud-controller-manager), via node1
 MAX_NODES = 200  # 10.254.0.11-210 and 10.244.1-200.0/24
 DEFAULT_PORTS = {"apiserver": 6443, "etcd_client": 2379, "etcd_peer": 2380, "registry": 5000}
 STICKY_PORTS = ("apiserver", "registry")
@@ -213,6 +213,32 @@ def controller_manager_argv(plan: ClusterPlan, help_text: str = "") -> list[str]
     return argv
 
 
+def load_balancer_route(plan: ClusterPlan) -> tuple[str, str]:
+    """The host's route to LoadBalancer addresses: node1, whose netproxy answers on them."""
+    return (LB_POOL, plan.nodes[0].address)
+
+
+def cloud_controller_manager_argv(plan: ClusterPlan) -> list[str]:
+    return _pinnace("cloud-controller-manager",
+                    "--kubeconfig", str(plan.kubeconfig_of("cloud-controller-manager")),
+                    "--cloud-provider", "local",
+                    "--cloud-config", str(plan.data_dir / "cloud" / "cloud.yaml"),
+                    "--leader-elect=false")
+
+
+def cloud_files(plan: ClusterPlan) -> dict[str, str]:
+    """The local cloud provider's config and one instance file per node (see
+    controlplane.cloud.local), as path relative to DIR/cloud -> text."""
+    instances = plan.data_dir / "cloud" / "instances"
+    files = {"cloud.yaml": f"loadBalancer:\n  addresses: [{LB_POOL}]\n"
+                           f"instances:\n  directory: {instances}\n"}
+    for node in plan.nodes:
+        files[f"instances/{node.name}"] = (
+            f"addresses: [{{type: InternalIP, address: {node.address}}}, "
+            f"{{type: Hostname, address: {node.name}}}]\ninstanceType: netns\n")
+    return files
+
+
 def agent_argv(plan: ClusterPlan, node: NodePlan) -> list[str]:
     """Runs inside the node's namespace (the caller adds the nsenter prefix)."""
     return _pinnace(
@@ -220,7 +246,7 @@ def agent_argv(plan: ClusterPlan, node: NodePlan) -> list[str]:
         "--node-name", node.name, "--node-ip", node.address, "--containerd", node.socket,
         "--root-dir", str(node.root_dir), "--pod-log-dir", str(node.pod_log_dir),
         "--pod-cidr", node.pod_cidr, "--cni-conf-dir", str(node.cni_conf_dir),
-        "--cluster-dns", CLUSTER_DNS,
+        "--cluster-dns", node.address,  # netproxy's DNS, on every node's own address
         "--tls-cert-file", str(plan.pki_dir / f"node-{node.name}-serving.crt"),
         "--tls-private-key-file", str(plan.pki_dir / f"node-{node.name}-serving.key"),
         "--client-ca-file", str(plan.pki_dir / "ca.crt"))
@@ -230,8 +256,7 @@ def netproxy_argv(plan: ClusterPlan, node: NodePlan, help_text: str) -> list[str
     """The flags netproxy's `--help` lists, of those kube-proxy would get here."""
     argv = _pinnace("netproxy", "--kubeconfig", str(plan.kubeconfig_of("netproxy")))
     optional = [("--hostname-override", node.name), ("--node-name", node.name),
-                ("--node-ip", node.address), ("--cluster-cidr", CLUSTER_CIDR),
-                ("--cluster-dns", CLUSTER_DNS)]
+                ("--node-ip", node.address), ("--cluster-cidr", CLUSTER_CIDR)]
     for flag, value in optional:
         if flag in help_text:
             argv += [flag, value]

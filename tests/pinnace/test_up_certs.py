@@ -30,7 +30,7 @@ def test_identities_cover_admin_components_and_each_node() -> None:
     plan = plan_cluster(Path("/d"), nodes=2, ports=PORTS)
     found = {i.stem: i for i in certs.identities(plan)}
     assert set(found) == {"admin", "apiserver-kubelet-client", "scheduler", "controller-manager",
-                          "netproxy", "node-node1", "node-node2"}
+                          "cloud-controller-manager", "netproxy", "node-node1", "node-node2"}
     assert (found["admin"].user, found["admin"].groups) == ("kubernetes-admin",
                                                             ("system:masters",))
     assert found["admin"].kubeconfig == Path("/d/kubeconfig")
@@ -72,7 +72,8 @@ def test_a_serving_certificate_without_the_bridge_address_is_reissued(tmp_path: 
     serving = tmp_path / "pki" / "apiserver.crt"
     assert certs.missing_sans(serving, ["10.254.0.1"]) == ["10.254.0.1"]
     assert certs.ensure(plan) == ["apiserver-kubelet-client", "scheduler", "controller-manager",
-                                  "netproxy", "node-node1", "node-node1-serving"]
+                                  "cloud-controller-manager", "netproxy", "node-node1",
+                                  "node-node1-serving"]
     assert certs.missing_sans(serving, certs.serving_hosts()) == []
 
 

@@ -132,7 +132,7 @@ def test_agent_flags_name_the_node_its_address_cidr_and_containerd() -> None:
         "--pod-log-dir": "/var/lib/pinnace/nodes/node2/pods",
         "--pod-cidr": "10.244.2.0/24",
         "--cni-conf-dir": "/var/lib/pinnace/nodes/node2/cni/net.d",
-        "--cluster-dns": planning.CLUSTER_DNS,
+        "--cluster-dns": "10.254.0.12",
         "--tls-cert-file": "/var/lib/pinnace/pki/node-node2-serving.crt",
         "--tls-private-key-file": "/var/lib/pinnace/pki/node-node2-serving.key",
         "--client-ca-file": "/var/lib/pinnace/pki/ca.crt",
