@@ -29,6 +29,7 @@ from agent.probes import ProbeManager
 from agent.volumes import VolumeManager
 from controlplane.api import errors
 from controlplane.api.meta import now_rfc3339, parse_time
+from controlplane.api.sdnotify import Readiness
 from controlplane.client.events import EventSink
 from controlplane.client.informer import Informer
 from controlplane.client.rest import CONFIGMAPS, PODS, SECRETS, SERVICES, RESTClient
@@ -292,10 +293,13 @@ class Agent:
         self._adopted.set()
         log.info("agent %s: caches synced, %d pods", self.config.node_name,
                  len(self.pods.store))
+        readiness = Readiness("agent")
+        readiness.ready(f"node {self.config.node_name}: {len(self.pods.store)} pods adopted")
         gc = asyncio.create_task(self.gc.run(), name="garbage collection")  # after adoption
         try:
             await self.pleg.run()
         finally:
+            readiness.stopping()
             sink.cancel()
             gc.cancel()
             await self.workers.stop()

@@ -172,6 +172,17 @@ def test_the_seeds_workflow(data_dir: Path, tmp_path: Path) -> None:
         history = kubectl("rollout", "history", "deployment/web")
         assert "1" in history and "3" in history  # apply, tolerations patch, set image
 
+        # the README's walk-through: a throw-away client pod, logs, an undo
+        run = kubectl.run("run", "client", "-i", "--rm", "--restart=Never", "--image=busybox",
+                          "--", "wget", "-qO-", "http://web:80/", timeout=120)
+        assert run.returncode == 0 and "hello from web-" in run.stdout, (run.stdout, run.stderr)
+        assert 'pod "client" deleted' in run.stdout + run.stderr
+        kubectl("logs", "deployment/web")
+        kubectl("rollout", "undo", "deployment/web")
+        assert kubectl.run("rollout", "status", "deployment/web", "--timeout=180s",
+                           timeout=200).returncode == 0
+        eventually(lambda: ready_web(kubectl, 5), 60, "5 ready pods after the undo")
+
         # node3 lost -> NotReady -> its pods recreated on node1 and node2
         lose_node(data_dir, "node3", "pn-v3")
         eventually(lambda: node_ready(kubectl, "node3") == "Unknown", 90, "node3 NotReady")

@@ -62,7 +62,7 @@ done
 if [ "$role" = server ]; then
   # the local cloud provider's load balancer addresses: .200-.220 of the server's /24
   net=${server_ip%.*}
-  [ -e "$etc/cloud.json" ] || sed "s/192\.168\.56\./$net./g" "$top/systemd/env/cloud.json" > "$etc/cloud.json"
+  [ -e "$etc/cloud.yaml" ] || sed "s/192\.168\.56\./$net./g" "$top/systemd/env/cloud.yaml" > "$etc/cloud.yaml"
   if [ -z "$root" ]; then
     id pinnace >/dev/null 2>&1 || useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin pinnace
     chown -R root:pinnace "$etc"

@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from controlplane.client import kubeconfig
-from controlplane.client.leaderelection import LeaderElector
 from controlplane.client.rest import RESTClient
 from controlplane.cloud import manager as cloud_manager
 from controlplane.cloud import registry
 from controlplane.controllers import manager
-from controlplane.controllers.main import boolean, duration, release_lease
+from controlplane.controllers.main import boolean, duration, run_leader_elected
 
 log = logging.getLogger("pinnace.cloud-controller-manager")
 
@@ -67,40 +65,18 @@ async def run(args: argparse.Namespace, config_text: str,
              args.cloud_config or "none", ",".join(r.name for r in chosen), args.leader_elect,
              identity)
 
-    async def lead() -> None:
+    async def lead(on_synced: Callable[[], None]) -> None:
         cloud = registry.get_cloud_provider(args.cloud_provider, config_text)
         log.info("leading with %r", cloud)
         bound = cloud_manager.registrations(chosen, cloud)
         if not bound:
             log.warning("no cloud controller can run with this provider and configuration")
+            on_synced()
             await asyncio.Event().wait()  # hold the lease, doing nothing
-        await manager.run_controllers(client, bound, options, host=socket.gethostname())
+        await manager.run_controllers(client, bound, options, host=socket.gethostname(),
+                                      on_synced=on_synced)
 
-    elector = LeaderElector(client, name=args.leader_elect_resource_name,
-                            namespace=args.leader_elect_resource_namespace, identity=identity,
-                            lease_duration=args.leader_elect_lease_duration,
-                            renew_deadline=args.leader_elect_renew_deadline,
-                            retry_period=args.leader_elect_retry_period)
-    work = asyncio.create_task(elector.run(lead) if args.leader_elect else lead())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping")
-    finally:
-        for task in (work, stopper):
-            task.cancel()
-        results = await asyncio.gather(work, stopper, return_exceptions=True)
-        if args.leader_elect:
-            await release_lease(client, args.leader_elect_resource_namespace,
-                                args.leader_elect_resource_name, identity)
-        await client.close()
-    failure = results[0]
-    if isinstance(failure, Exception):
-        raise failure
+    await run_leader_elected("cloud-controller-manager", client, args, identity, lead)
 
 
 def prepare(args: argparse.Namespace) -> tuple[str, list[manager.Registration]]:

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from controlplane.api import errors
@@ -95,12 +95,23 @@ async def run(args: argparse.Namespace) -> None:
              args.leader_elect, identity,
              ",".join(f"{r.workers_flag}={options[r.workers_dest]}" for r in registrations))
 
-    readiness = Readiness("controller-manager")
+    async def lead(on_synced: Callable[[], None]) -> None:
+        await manager.run_controllers(client, registrations, options,
+                                      host=socket.gethostname(), on_synced=on_synced)
 
-    async def lead() -> None:
-        await manager.run_controllers(
-            client, registrations, options, host=socket.gethostname(),
-            on_synced=lambda: readiness.ready("leading; caches synced"))
+    await run_leader_elected("controller-manager", client, args, identity, lead)
+
+
+async def run_leader_elected(daemon: str, client: RESTClient, args: argparse.Namespace,
+                             identity: str,
+                             lead: Callable[[Callable[[], None]], Awaitable[None]]) -> None:
+    """Campaign (unless --leader-elect=false) and run `lead(on_synced)` while leading, until
+    SIGTERM/SIGINT; then release the lease so a standby takes over at once. systemd hears
+    READY=1 once the leader's caches are synced, or once another instance is seen leading."""
+    readiness = Readiness(daemon)
+
+    async def leading() -> None:
+        await lead(lambda: readiness.ready("leading; caches synced"))
 
     elector = LeaderElector(client, name=args.leader_elect_resource_name,
                             namespace=args.leader_elect_resource_namespace, identity=identity,
@@ -108,7 +119,7 @@ async def run(args: argparse.Namespace) -> None:
                             renew_deadline=args.leader_elect_renew_deadline,
                             retry_period=args.leader_elect_retry_period,
                             on_standby=lambda holder: readiness.ready(f"standby; {holder} leads"))
-    work = asyncio.create_task(elector.run(lead) if args.leader_elect else lead())
+    work = asyncio.create_task(elector.run(leading) if args.leader_elect else leading())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import os
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -30,6 +32,7 @@ from pinnace.local.containerd import Containerd
 from pinnace.local.etcd import Etcd
 from pinnace.local.links import Links
 from pinnace.local.netns import NetworkNamespace
+from pinnace.local.notify import MAX_PATH, NotifySocket
 from pinnace.local.process import ComponentError, Process
 from pinnace.local.registry import Registry
 from pinnace.local.supervisor import Supervisor
@@ -63,6 +66,7 @@ class Cluster:
             "etcd", "containerd", "registry", "apiserver", "control", "agent", "netproxy")}
         self.images: dict[str, Path] = {}
         self.netproxy_help: str | None = None  # its --help text when it exits 0
+        self.notify: dict[str, NotifySocket] = {}  # a child's name -> its NOTIFY_SOCKET
         self._lock = threading.Lock()  # guards tiers, namespaces and _stopping
         self._stopping = False
         self._say_lock = threading.Lock()
@@ -228,10 +232,15 @@ class Cluster:
                       planning.cloud_controller_manager_argv(self.plan))
 
     def _control(self, name: str, argv: list[str]) -> None:
-        process = self._process(name, argv)
+        """Start a leader-elected daemon; its gate is READY=1 on its notify socket (as systemd's
+        Type=notify), or else the "caches synced" line in its log."""
+        process = self._process(name, argv, notify=True)
         offset = process.log_path.stat().st_size if process.log_path.exists() else 0
+        sock = self.notify[name]
 
         def synced() -> bool:
+            if sock.ready:
+                return True
             with open(process.log_path, "rb") as f:
                 f.seek(offset)
                 return b"caches synced" in f.read()
@@ -242,12 +251,12 @@ class Cluster:
             except ComponentError:
                 if not process.alive():
                     raise
-                self.say(f"{name}: no 'caches synced' in its log after {SIGNAL_GRACE:.0f} s; "
-                         "going on")
+                self.say(f"{name}: not ready (no READY=1, no 'caches synced' in its log) after "
+                         f"{SIGNAL_GRACE:.0f} s; going on")
 
         self._launch("control", process, gate)
         self.supervisor.watch(process)
-        self.say(f"{name} ready (caches synced, pid {process.pid})")
+        self.say(f"{name} ready ({sock.status or 'caches synced'}, pid {process.pid})")
 
     def containerd(self, node: NodePlan) -> None:
         for relative, text in planning.registry_hosts(self.plan).items():
@@ -264,7 +273,7 @@ class Cluster:
 
     def agent(self, node: NodePlan) -> None:
         process = self._process(f"agent-{node.name}", planning.agent_argv(self.plan, node),
-                                netns=node.netns)
+                                netns=node.netns, notify=True)
         self._launch("agent", process)  # its gate: its node Ready (cluster_gate)
         self.supervisor.watch(process)
         self.say(f"agent of {node.name} started in {node.netns} (pid {process.pid}, "
@@ -275,7 +284,7 @@ class Cluster:
             return
         process = self._process(f"netproxy-{node.name}",
                                 planning.netproxy_argv(self.plan, node, self.netproxy_help),
-                                netns=node.netns)
+                                netns=node.netns, notify=True)
         self._launch("netproxy", process)
         self.supervisor.watch(process)
         self.say(f"netproxy of {node.name} started in {node.netns} (pid {process.pid})")
@@ -288,6 +297,18 @@ class Cluster:
                            probe_netns=probe, report=self.say, problem=self._problem,
                            since=self.started_at)
         gate.wait(CLUSTER_TIMEOUT)
+        self._node_daemons_ready()
+
+    def _node_daemons_ready(self) -> None:
+        """Every agent and netproxy has said READY=1 (caches synced, pods adopted, rules in)."""
+        waiting = {name: sock for name, sock in self.notify.items()
+                   if name.startswith(("agent-", "netproxy-"))}
+        deadline = time.monotonic() + START_TIMEOUT
+        while any(not s.ready for s in waiting.values()):
+            if time.monotonic() > deadline or self._stopping:
+                late = ", ".join(sorted(n for n, s in waiting.items() if not s.ready))
+                raise ComponentError(f"no READY=1 from {late} after {START_TIMEOUT:.0f} s")
+            time.sleep(0.05)
 
     def _problem(self) -> str:
         if self._stopping:
@@ -299,8 +320,17 @@ class Cluster:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def _process(self, name: str, argv: list[str], *, netns: str | None = None) -> Process:
-        return Process(name, argv, self.plan.logs_dir / f"{name}.log", netns=netns)
+    def _process(self, name: str, argv: list[str], *, netns: str | None = None,
+                 notify: bool = False) -> Process:
+        """A child with its log in DIR/logs; with `notify`, a NOTIFY_SOCKET of its own."""
+        env = None
+        if notify:
+            path = self.plan.data_dir / "run" / f"{name}.notify"
+            if len(str(path).encode()) > MAX_PATH:
+                path = Path(tempfile.gettempdir()) / f"pinnace-up-{os.getpid()}-{name}.notify"
+            self.notify[name] = NotifySocket(path)
+            env = self.notify[name].env
+        return Process(name, argv, self.plan.logs_dir / f"{name}.log", netns=netns, env=env)
 
     def _launch(self, tier: str, component: Any,
                 gate: Callable[[], None] | None = None) -> None:
@@ -339,6 +369,7 @@ class Cluster:
                 with cf.ThreadPoolExecutor(max_workers=len(members)) as pool:
                     list(pool.map(self._stop_one, members))
         undos: list[Callable[[], None]] = [ns.remove for ns in self.namespaces]
+        undos += [sock.close for sock in self.notify.values()]
         undos += [self.links.remove, lambda: cleanup.unmount_all(self.plan.data_dir)]
         for undo in undos:
             try:
