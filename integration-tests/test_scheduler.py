@@ -248,38 +248,3 @@ def test_second_scheduler_takes_only_its_own_pods(cluster: Cluster,
     finally:
         second.stop()
     assert not second.alive()
-
-
-def test_leader_failover(cluster: Cluster, apiserver: APIServerProcess) -> None:
-    """Two schedulers share a Lease: one schedules; killed, the other takes over in time."""
-    c = cluster
-    name = f"{c.pool}-ha"
-    flags = ("--scheduler-name", name, "--lease-name", name, "--leader-elect-lease-duration",
-             "4", "--leader-elect-renew-deadline", "3", "--leader-elect-retry-period", "0.5")
-    first = start_scheduler(apiserver, c.workdir, "ha-1", *flags, ready="campaigning")
-    second = start_scheduler(apiserver, c.workdir, "ha-2", *flags, ready="campaigning")
-    try:
-        def holder() -> str:
-            return c.kubectl("get", "lease", name, "-n", "kube-system", "-o",
-                             "jsonpath={.spec.holderIdentity}").strip()
-
-        leader_id = wait_for(holder, "a leader")
-        leader, standby = (first, second) if leader_id in first.log_path.read_text() else (
-            second, first)
-        wait_for(lambda: "caches synced" in leader.log_path.read_text(), "the leader to sync")
-        assert "caches synced" not in standby.log_path.read_text()
-        create_pod(c, "ha-before", scheduler=name)
-        assert node_of(c, "ha-before")
-        [event] = [e for e in events_for(c, "ha-before") if e["reason"] == "Scheduled"]
-        assert event["reportingInstance"] == leader_id
-        leader.popen.kill()  # type: ignore[union-attr]  # no goodbye: the lease must expire
-        leader.popen.wait()  # type: ignore[union-attr]
-        create_pod(c, "ha-after", scheduler=name)
-        assert node_of(c, "ha-after", timeout=20)  # the 4 s lease expires, the standby leads
-        new_id = holder()
-        assert new_id != leader_id and new_id in standby.log_path.read_text()
-        [event] = [e for e in events_for(c, "ha-after") if e["reason"] == "Scheduled"]
-        assert event["reportingInstance"] == new_id
-    finally:
-        first.stop()
-        second.stop()

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
+from controlplane.scheduler.podindex import PodIndex
 from controlplane.scheduler.podinfo import PodInfo
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ class Cache:
         self.nodes: dict[str, NodeInfo] = {}  # name -> NodeInfo (node may be None: pods only)
         self.pods: dict[str, str] = {}  # pod key -> node name, for bound and assumed pods
         self.assumed: set[str] = set()  # keys assumed but not yet seen bound by the informer
+        self.index = PodIndex()  # the same pods, by label and affinity term
         self.namespace_labels: dict[str, dict[str, str]] = {}
         self.services: dict[str, dict[str, Object]] = {}  # namespace -> name -> Service
         self.replica_sets: dict[str, Object] = {}  # "ns/name" -> ReplicaSet
@@ -74,6 +76,7 @@ class Cache:
         self.assumed.discard(key)
         if node is None:
             return
+        self.index.remove(key)
         info = self.nodes.get(node)
         if info is None:
             return
@@ -104,6 +107,7 @@ class Cache:
             node = self.nodes[info.node_name] = NodeInfo(info.node_name)
         node.add_pod(info)
         self.pods[info.key] = info.node_name
+        self.index.add(info, info.node_name)
 
     # -- listers for plugins ------------------------------------------------------------------
 
@@ -146,5 +150,6 @@ class Cache:
                            key=lambda n: n.name)
             self._snapshot = Snapshot(
                 nodes, self.namespace_labels,
-                {ns: list(s.values()) for ns, s in self.services.items()}, self.replica_sets)
+                {ns: list(s.values()) for ns, s in self.services.items()}, self.replica_sets,
+                self.index)
         return self._snapshot

@@ -148,24 +148,43 @@ class Profile:
 
     def find_feasible(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
                       diagnosis: Diagnosis) -> list[NodeInfo]:
+        """Filter nodes from `next_start` on until `wanted` fit; record why the others do not.
+
+        Nodes go through the filters in chunks of as many as are still wanted, each plugin over
+        the chunk's survivors in turn (one call per plugin and chunk, not per node): the same
+        nodes, in the same order, meet the same first rejection as node by node, and the pass
+        never runs past the node that completes the wanted count.
+        """
+        if not nodes:
+            return []
         wanted = nodes_to_find(len(nodes), self.percentage)
         feasible: list[NodeInfo] = []
-        start = self.next_start % len(nodes) if nodes else 0
+        start = self.next_start % len(nodes)
+        ordered = nodes[start:] + nodes[:start]
         processed = 0
         active = [p for p in self.filters if p.name not in state.skip_filter]
-        for offset in range(len(nodes)):
-            node = nodes[(start + offset) % len(nodes)]
-            processed += 1
-            status = self.run_filters(state, pod, node, active)
-            if status is None:
-                feasible.append(node)
-                if len(feasible) >= wanted:
+        while processed < len(ordered) and len(feasible) < wanted:
+            chunk = ordered[processed:processed + wanted - len(feasible)]
+            processed += len(chunk)
+            for plugin in active:
+                if not chunk:
                     break
-            else:
-                diagnosis.statuses[node.name] = status
-                diagnosis.unschedulable_plugins.add(status.plugin)
-        if nodes:
-            self.next_start = (start + processed) % len(nodes)
+                statuses = plugin.filter_nodes(state, pod, chunk)
+                if not any(statuses):
+                    continue  # every node passed (the usual case): the chunk stays as it is
+                survivors = []
+                for node, status in zip(chunk, statuses, strict=True):
+                    if status is None or status.code == Code.SUCCESS:
+                        survivors.append(node)
+                        continue
+                    if status.code == Code.ERROR:
+                        raise PluginError(f"{plugin.name}: {status.message}")
+                    diagnosis.statuses[node.name] = Status(status.code, status.reasons,
+                                                           plugin.name)
+                    diagnosis.unschedulable_plugins.add(plugin.name)
+                chunk = survivors
+            feasible.extend(chunk)
+        self.next_start = (start + processed) % len(nodes)
         return feasible
 
     def score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
@@ -178,7 +197,7 @@ class Profile:
                 continue
             if status is not None and status.code != Code.SUCCESS:
                 raise PluginError(f"{plugin.name}: {status.message}")
-            raw = [plugin.score(state, pod, n) for n in nodes]
+            raw = plugin.score_nodes(state, pod, nodes)
             normalized = plugin.normalize(state, pod, raw)
             for i, value in enumerate(normalized):
                 if not 0 <= value <= MAX_NODE_SCORE:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.scheduler.podindex import PodIndex
 from controlplane.scheduler.podinfo import PodInfo, Resources
 
 Object = dict[str, Any]
@@ -147,15 +148,27 @@ class Snapshot:
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     services: dict[str, list[Object]] = field(default_factory=dict)  # namespace -> services
     replica_sets: dict[str, Object] = field(default_factory=dict)  # "ns/name" -> ReplicaSet
+    pods: PodIndex | None = None  # the cache's live index; None: built from the nodes' pods
     by_name: dict[str, NodeInfo] = field(init=False)
     image_nodes: dict[str, int] = field(init=False)  # image name -> nodes that have it
+    prefer_no_schedule: bool = field(init=False)  # whether any node has such a taint
 
     def __post_init__(self) -> None:
         self.by_name = {n.name: n for n in self.nodes}
+        if self.pods is None:
+            self.pods = PodIndex((pod, node.name) for node in self.nodes
+                                 for pod in node.pods.values())
+        self.prefer_no_schedule = any(t.get("effect") == "PreferNoSchedule"
+                                      for n in self.nodes for t in n.taints)
         self.image_nodes = {}
         for node in self.nodes:
             for image in node.images:
                 self.image_nodes[image] = self.image_nodes.get(image, 0) + 1
+
+    @property
+    def index(self) -> PodIndex:
+        assert self.pods is not None  # set by __post_init__
+        return self.pods
 
     def labels_of_namespace(self, namespace: str) -> dict[str, str]:
         return self.namespace_labels.get(namespace) or {}

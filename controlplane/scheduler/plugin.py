@@ -116,6 +116,11 @@ class FilterPlugin(Plugin):
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         raise NotImplementedError
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        """`filter` for each node, in order (plugins on the hot path do it in one loop)."""
+        return [self.filter(state, pod, node) for node in nodes]
+
 
 class ScorePlugin(Plugin):
     """PreScore + Score + NormalizeScore: how good is this feasible node (0-100 after norm.)?"""
@@ -126,6 +131,10 @@ class ScorePlugin(Plugin):
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         raise NotImplementedError
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        """`score` for each node, in order (plugins on the hot path do it in one loop)."""
+        return [self.score(state, pod, node) for node in nodes]
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> list[int]:
         return scores

@@ -28,6 +28,28 @@ def is_scalar_resource(name: str) -> bool:
     return "/" in name and not name.startswith("requests.")
 
 
+_PARSED: dict[tuple[Any, bool], int] = {}  # quantity -> value: every replica says "250m"
+
+
+def _parsed(raw: Any, *, milli: bool = False) -> int:
+    """A quantity's value (millis for cpu), memoised; a bad one counts as 0."""
+    key = (raw, milli)
+    try:
+        return _PARSED[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: not a quantity anyway
+        return 0
+    try:
+        value = quantity.milli_value(raw) if milli else quantity.value(raw)
+    except quantity.QuantityError:
+        value = 0
+    if len(_PARSED) >= 4096:
+        _PARSED.clear()
+    _PARSED[key] = value
+    return value
+
+
 @dataclass
 class Resources:
     """A resource vector: millicores, bytes, pod slots and extended resources."""
@@ -43,19 +65,16 @@ class Resources:
         """Parse a ResourceList (`{"cpu": "2", "memory": "4Gi", ...}`); bad values count as 0."""
         result = cls()
         for name, raw in (resources or {}).items():
-            try:
-                if name == CPU:
-                    result.milli_cpu = quantity.milli_value(raw)
-                elif name == MEMORY:
-                    result.memory = quantity.value(raw)
-                elif name == EPHEMERAL_STORAGE:
-                    result.ephemeral_storage = quantity.value(raw)
-                elif name == PODS:
-                    result.pods = quantity.value(raw)
-                elif is_scalar_resource(name):
-                    result.scalar[name] = quantity.value(raw)
-            except quantity.QuantityError:
-                continue
+            if name == CPU:
+                result.milli_cpu = _parsed(raw, milli=True)
+            elif name == MEMORY:
+                result.memory = _parsed(raw)
+            elif name == EPHEMERAL_STORAGE:
+                result.ephemeral_storage = _parsed(raw)
+            elif name == PODS:
+                result.pods = _parsed(raw)
+            elif is_scalar_resource(name):
+                result.scalar[name] = _parsed(raw)
         return result
 
     def add(self, other: Resources, sign: int = 1) -> None:

@@ -59,6 +59,7 @@ class SchedulingQueue:
         self.clock = clock
         self._pods: dict[str, QueuedPod] = {}  # key -> queued (not in flight) pod
         self._where: dict[str, str] = {}  # key -> ACTIVE | BACKOFF | UNSCHEDULABLE
+        self._unschedulable: set[str] = set()  # the UNSCHEDULABLE keys of _where (move_all)
         self._active: list[tuple[int, float, int, str]] = []  # (-priority, timestamp, token)
         self._backoff: list[tuple[float, int, str]] = []  # (expiry, token, key)
         self._parked: list[tuple[float, int, str]] = []  # unschedulable: (since, token, key)
@@ -108,6 +109,7 @@ class SchedulingQueue:
     def delete(self, key: str) -> None:
         self._pods.pop(key, None)
         self._where.pop(key, None)
+        self._unschedulable.discard(key)
         self._in_flight.pop(key, None)
 
     def move_all(self, event: str) -> int:
@@ -115,9 +117,9 @@ class SchedulingQueue:
         for queued in self._in_flight.values():
             queued.events_in_flight.add(event)
         moved = 0
-        for key, where in list(self._where.items()):
+        for key in list(self._unschedulable):  # not every queued pod: the unschedulable ones
             queued = self._pods[key]
-            if where == UNSCHEDULABLE and self.interested(queued.unschedulable_plugins, event):
+            if self.interested(queued.unschedulable_plugins, event):
                 self._move(queued)
                 moved += 1
         if moved:
@@ -135,6 +137,7 @@ class SchedulingQueue:
             if queued is None or queued.token != token or self._where.get(key) != ACTIVE:
                 continue
             del self._pods[key], self._where[key]
+            self._unschedulable.discard(key)
             queued.attempts += 1
             queued.events_in_flight = set()
             self._in_flight[key] = queued
@@ -175,6 +178,7 @@ class SchedulingQueue:
         queued.token = next(self._tokens)
         self._pods[queued.key] = queued
         self._where[queued.key] = UNSCHEDULABLE
+        self._unschedulable.add(queued.key)
         heapq.heappush(self._parked, (queued.timestamp, queued.token, queued.key))
         self._notify()  # the flush deadline may be earlier than the current wait
         return UNSCHEDULABLE
@@ -221,6 +225,7 @@ class SchedulingQueue:
         queued.token = next(self._tokens)
         self._pods[queued.key] = queued
         self._where[queued.key] = ACTIVE
+        self._unschedulable.discard(queued.key)
         heapq.heappush(self._active, (-queued.pod.priority, queued.timestamp, queued.token,
                                       queued.key))
         self._notify()
@@ -229,6 +234,7 @@ class SchedulingQueue:
         queued.token = next(self._tokens)
         self._pods[queued.key] = queued
         self._where[queued.key] = BACKOFF
+        self._unschedulable.discard(queued.key)
         heapq.heappush(self._backoff, (self.backoff_expiry(queued), queued.token, queued.key))
         self._notify()
 

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 from controlplane.api import errors
 from controlplane.api.meta import now_rfc3339
+from controlplane.client.events import NORMAL, WARNING, EventRecorder, EventSink
 from controlplane.scheduler import plugin as events
 from controlplane.scheduler.cache import Cache, is_terminal
 from controlplane.scheduler.config import SchedulerConfig
-from controlplane.scheduler.events import EventRecorder, EventSink
 from controlplane.scheduler.framework import Profile
 from controlplane.scheduler.messages import FitError, NoNodesAvailable
 from controlplane.scheduler.podinfo import PodInfo
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 Object = dict[str, Any]
 
 
-class SchedulerAPI(EventSink, Protocol):
-    """The writes the scheduler makes (a REST adapter in production, a fake in tests)."""
+class SchedulerAPI(Protocol):
+    """The writes the scheduler makes but events (a REST adapter in production, a fake in tests)."""
 
     async def bind(self, namespace: str, name: str, node: str) -> None: ...
 
@@ -87,7 +87,7 @@ def scheduled_condition(pod: Object) -> Object | None:
 class Scheduler:
     """One scheduler process's state: cache, queue, profiles; fed by `on_*` handlers."""
 
-    def __init__(self, api: SchedulerAPI, config: SchedulerConfig, *, identity: str = "") -> None:
+    def __init__(self, api: SchedulerAPI, config: SchedulerConfig, *, sink: EventSink) -> None:
         self.api = api
         self.config = config
         self.profiles: dict[str, Profile] = config.build_profiles()
@@ -95,8 +95,9 @@ class Scheduler:
         self.queue = SchedulingQueue(interested=self.interested,
                                      initial_backoff=config.pod_initial_backoff,
                                      max_backoff=config.pod_max_backoff)
-        component = next(iter(self.profiles))
-        self.recorder = EventRecorder(api, component=component, instance=identity or component)
+        self.sink = sink  # events; its run() task belongs to the caller
+        self.recorders: dict[str, EventRecorder] = {  # source.component: the schedulerName
+            name: sink.recorder(name) for name in self.profiles}
         self.pending: dict[str, Object] = {}  # key -> latest object of our unbound pods
         self._plugin_events = {name: p.events for profile in self.profiles.values()
                                for name, p in profile.plugins.items()}
@@ -248,11 +249,15 @@ class Scheduler:
             log.warning("binding %s to %s failed: %s", pod.key, node, exc)
             self.fail(queued, f"Binding rejected: {exc}", error=True)
             return
+        except Exception as exc:  # noqa: BLE001 - timeouts, lost connections: never stuck assumed
+            self.cache.forget(pod.key)
+            self.queue.move_all(events.POD_DELETE)
+            log.warning("binding %s to %s failed: %r", pod.key, node, exc)
+            self.fail(queued, f"binding to {node}: {exc!r}", error=True)
+            return
         self.queue.done(pod.key)
-        log.info("bound %s to %s", pod.key, node)
-        self.recorder.record(self.pending.get(pod.key, pod.pod), "Normal", "Scheduled",
-                             f"Successfully assigned {pod.key} to {node}",
-                             component=self.profile_name(pod))
+        log.debug("bound %s to %s", pod.key, node)  # kube-scheduler logs it at V(2)
+        self.record(pod, NORMAL, "Scheduled", f"Successfully assigned {pod.key} to {node}")
 
     def fail(self, queued: QueuedPod, message: str, *, plugins: set[str] | None = None,
              error: bool = False) -> None:
@@ -267,8 +272,7 @@ class Scheduler:
         log.info("pod %s unschedulable (%s, attempt %d): %s", pod.key, where, queued.attempts,
                  message)
         current = self.pending.get(pod.key, pod.pod)
-        self.recorder.record(current, "Warning", "FailedScheduling", message,
-                             component=self.profile_name(pod))
+        self.record(pod, WARNING, "FailedScheduling", message)
         reason = "SchedulerError" if error else "Unschedulable"
         existing = scheduled_condition(current) or {}
         if (existing.get("status"), existing.get("reason"), existing.get("message")) == (
@@ -280,6 +284,13 @@ class Scheduler:
                                             if existing.get("status") == "False"
                                             else now_rfc3339())}
         self._spawn(self._patch_status(pod, {"status": {"conditions": [condition]}}))
+
+    def record(self, pod: PodInfo, event_type: str, reason: str, message: str) -> None:
+        """An event about `pod` from its profile (list items carry no kind: name it)."""
+        recorder = self.recorders.get(self.profile_name(pod))
+        if recorder is not None:
+            obj = self.pending.get(pod.key, pod.pod)
+            recorder.event(dict(obj, kind="Pod", apiVersion="v1"), event_type, reason, message)
 
     async def _patch_status(self, pod: PodInfo, patch: Object) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.client.rest import EVENTS, Resource
 from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
 from controlplane.scheduler.podinfo import PodInfo
 
@@ -79,13 +80,16 @@ def snapshot(*nodes: NodeInfo, namespaces: dict[str, dict[str, str]] | None = No
 
 
 class FakeAPI:
-    """Records the scheduler's writes; `fail_bind` maps pod keys to the error binding raises."""
+    """Records the scheduler's writes; `fail_bind` maps pod keys to the error binding raises.
+
+    Also the EventClient of an `EventSink` (creates and patches of events only).
+    """
 
     def __init__(self) -> None:
         self.bindings: list[tuple[str, str]] = []  # (ns/name, node)
         self.status_patches: list[tuple[str, Object]] = []
         self.events: list[Object] = []
-        self.fail_bind: dict[str, errors.APIError] = {}
+        self.fail_bind: dict[str, Exception] = {}
 
     async def bind(self, namespace: str, name: str, node: str) -> None:
         key = f"{namespace}/{name}"
@@ -96,11 +100,16 @@ class FakeAPI:
     async def patch_pod_status(self, namespace: str, name: str, patch: Object) -> None:
         self.status_patches.append((f"{namespace}/{name}", patch))
 
-    async def create_event(self, namespace: str, event: Object) -> Object:
-        self.events.append(event)
-        return event
+    async def create(self, res: Resource, obj: Object, namespace: str = "", *,
+                     subresource: str = "", name: str = "") -> Object:
+        assert res == EVENTS, f"FakeAPI creates events only, not {res}"
+        self.events.append(obj)
+        return obj
 
-    async def patch_event(self, namespace: str, name: str, patch: Object) -> Object:
+    async def patch(self, res: Resource, name: str, patch: Any, namespace: str = "", *,
+                    subresource: str = "", patch_type: str = "application/merge-patch+json",
+                    field_manager: str = "") -> Object:
+        assert res == EVENTS, f"FakeAPI patches events only, not {res}"
         for event in self.events:
             if event["metadata"]["name"] == name:
                 event.update(patch)

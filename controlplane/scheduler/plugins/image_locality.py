@@ -10,6 +10,7 @@ from controlplane.scheduler.plugin import (
     MAX_NODE_SCORE,
     NODE_ADD,
     NODE_IMAGES,
+    SKIP,
     CycleState,
     ScorePlugin,
     Status,
@@ -31,6 +32,8 @@ class ImageLocality(ScorePlugin):
                   for key in ("initContainers", "containers") for c in pod.spec.get(key) or []]
         spread = {image: snapshot.image_nodes.get(image, 0) / max(len(snapshot.nodes), 1)
                   for image in images}
+        if not any(spread.values()):
+            return SKIP  # no node has any of them: every node would score 0
         state.write(self.name, (images, spread))
         return None
 

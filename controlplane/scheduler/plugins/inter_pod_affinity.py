@@ -29,6 +29,12 @@ from controlplane.scheduler.plugin import (
     ScorePlugin,
     Status,
 )
+from controlplane.scheduler.podindex import (
+    PREFERRED_AFFINITY,
+    PREFERRED_ANTI_AFFINITY,
+    REQUIRED_AFFINITY,
+    REQUIRED_ANTI_AFFINITY,
+)
 from controlplane.scheduler.podinfo import AffinityTerm, PodInfo
 
 AFFINITY_REASON = "node(s) didn't match pod affinity rules"
@@ -44,32 +50,37 @@ class _FilterState:
     existing_anti_affinity: Counter[Pair] = field(default_factory=Counter)
 
 
-def _count(counter: Counter[Pair], term: AffinityTerm, node: NodeInfo, amount: int = 1) -> None:
-    value = node.labels.get(term.topology_key)
+def _count(counter: Counter[Pair], term: AffinityTerm, node: NodeInfo | None,
+           amount: int = 1) -> None:
+    value = node.labels.get(term.topology_key) if node is not None else None
     if value is not None:
         counter[(term.topology_key, value)] += amount
 
 
 def filter_state(pod: PodInfo, snapshot: Snapshot) -> _FilterState:
-    """The topology-pair counts Filter needs (InterPodAffinity.PreFilter)."""
+    """The topology-pair counts Filter needs (InterPodAffinity.PreFilter).
+
+    Existing pods' anti-affinity comes from their distinct terms; the incoming pod's terms look
+    at the pods the index finds for their selectors. Pods on nodes outside the snapshot count
+    nowhere.
+    """
     state = _FilterState()
+    index, nodes = snapshot.index, snapshot.by_name
     own_ns_labels = snapshot.labels_of_namespace(pod.namespace)
-    for node in snapshot.nodes:
-        scan_existing = node.pods_with_required_anti_affinity > 0
-        if not (scan_existing or pod.required_affinity or pod.required_anti_affinity):
-            continue
-        for existing in node.pods.values():
-            for term in existing.required_anti_affinity if scan_existing else ():
-                if term.matches(pod, own_ns_labels):
-                    _count(state.existing_anti_affinity, term, node)
+    for term, per_node in index.terms(REQUIRED_ANTI_AFFINITY):
+        if term.matches(pod, own_ns_labels):
+            for name, count in per_node.items():
+                _count(state.existing_anti_affinity, term, nodes.get(name), count)
+    if pod.required_affinity:
+        for existing, name in index.candidates(pod.required_affinity[0].selector):
             ns_labels = snapshot.labels_of_namespace(existing.namespace)
-            if pod.required_affinity and all(t.matches(existing, ns_labels)
-                                             for t in pod.required_affinity):
+            if all(t.matches(existing, ns_labels) for t in pod.required_affinity):
                 for term in pod.required_affinity:
-                    _count(state.affinity, term, node)
-            for term in pod.required_anti_affinity:
-                if term.matches(existing, ns_labels):
-                    _count(state.anti_affinity, term, node)
+                    _count(state.affinity, term, nodes.get(name))
+    for term in pod.required_anti_affinity:
+        for existing, name in index.candidates(term.selector):
+            if term.matches(existing, snapshot.labels_of_namespace(existing.namespace)):
+                _count(state.anti_affinity, term, nodes.get(name))
     return state
 
 
@@ -125,6 +136,18 @@ class InterPodAffinity(FilterPlugin, ScorePlugin):
                 return Status.unschedulable(EXISTING_ANTI_AFFINITY_REASON)
         return None
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        if pod.required_affinity or pod.required_anti_affinity:
+            return super().filter_nodes(state, pod, nodes)
+        # Only existing pods' anti-affinity applies: a node is out when one of its labels is a
+        # topology pair such a pod occupies.
+        occupied = {pair for pair, count in
+                    state.read(self.name, _FilterState).existing_anti_affinity.items()
+                    if count > 0}
+        rejected = Status.unschedulable(EXISTING_ANTI_AFFINITY_REASON)
+        return [None if occupied.isdisjoint(n.labels.items()) else rejected for n in nodes]
+
     # -- score ----------------------------------------------------------------------------------
 
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
@@ -133,40 +156,36 @@ class InterPodAffinity(FilterPlugin, ScorePlugin):
         if self.ignore_existing and not has_preferences:
             return SKIP
         scores: dict[str, Counter[str]] = {}
+        index, by_name = snapshot.index, snapshot.by_name
+
+        def add(term: AffinityTerm, node: NodeInfo | None, weight: int) -> None:
+            value = node.labels.get(term.topology_key) if node is not None else None
+            if value is not None:
+                scores.setdefault(term.topology_key, Counter())[value] += weight
+
+        # The incoming pod's preferences, over the pods they select ...
+        for terms, sign in ((pod.preferred_affinity, 1), (pod.preferred_anti_affinity, -1)):
+            for term in terms:
+                for existing, name in index.candidates(term.selector):
+                    if term.matches(existing, snapshot.labels_of_namespace(existing.namespace)):
+                        add(term, by_name.get(name), sign * term.weight)
+        # ... and the existing pods' terms that select the incoming pod.
         own_ns_labels = snapshot.labels_of_namespace(pod.namespace)
-        for node in snapshot.nodes:
-            if not node.labels or not (has_preferences or node.pods_with_affinity):
+        for role, sign in ((REQUIRED_AFFINITY, 0), (PREFERRED_AFFINITY, 1),
+                           (PREFERRED_ANTI_AFFINITY, -1)):
+            if role == REQUIRED_AFFINITY and self.hard_weight <= 0:
                 continue
-            for existing in node.pods.values():
-                if has_preferences or existing.has_affinity:
-                    self._process_existing(scores, pod, existing, node, snapshot, own_ns_labels)
+            for term, per_node in index.terms(role):
+                if not term.matches(pod, own_ns_labels):
+                    continue
+                weight = self.hard_weight if role == REQUIRED_AFFINITY else sign * term.weight
+                for name, count in per_node.items():
+                    add(term, by_name.get(name), weight * count)
         scores = {key: values for key, values in scores.items() if any(values.values())}
         if not scores:
             return SKIP
         state.write(self.name + "/score", scores)
         return None
-
-    def _process_existing(self, scores: dict[str, Counter[str]], pod: PodInfo,
-                          existing: PodInfo, node: NodeInfo, snapshot: Snapshot,
-                          own_ns_labels: dict[str, str]) -> None:
-        def add(term: AffinityTerm, target: PodInfo, ns_labels: dict[str, str],
-                weight: int) -> None:
-            value = node.labels.get(term.topology_key)
-            if value is not None and term.matches(target, ns_labels):
-                scores.setdefault(term.topology_key, Counter())[value] += weight
-
-        existing_ns_labels = snapshot.labels_of_namespace(existing.namespace)
-        for term in pod.preferred_affinity:
-            add(term, existing, existing_ns_labels, term.weight)
-        for term in pod.preferred_anti_affinity:
-            add(term, existing, existing_ns_labels, -term.weight)
-        if self.hard_weight > 0:
-            for term in existing.required_affinity:
-                add(term, pod, own_ns_labels, self.hard_weight)
-        for term in existing.preferred_affinity:
-            add(term, pod, own_ns_labels, term.weight)
-        for term in existing.preferred_anti_affinity:
-            add(term, pod, own_ns_labels, -term.weight)
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         scores: dict[str, Counter[str]] = state.read(self.name + "/score", dict)

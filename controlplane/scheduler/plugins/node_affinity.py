@@ -33,6 +33,8 @@ class NodeAffinity(FilterPlugin, ScorePlugin):
     def pre_filter(self, state: CycleState, pod: PodInfo,
                    snapshot: Snapshot) -> tuple[Status | None, set[str] | None]:
         required = RequiredNodeAffinity(pod.spec)
+        if required.empty:
+            return SKIP, None
         state.write(self.name, required)
         if required.terms is None:
             return None, None
@@ -52,6 +54,12 @@ class NodeAffinity(FilterPlugin, ScorePlugin):
             return None
         return Status.unresolvable(REASON)
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        required = state.read(self.name, RequiredNodeAffinity)
+        rejected = Status.unresolvable(REASON)
+        return [None if required.matches(n.name, n.labels) else rejected for n in nodes]
+
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
                   nodes: list[NodeInfo]) -> Status | None:
         preferred = (((pod.spec.get("affinity") or {}).get("nodeAffinity") or {})
@@ -66,6 +74,11 @@ class NodeAffinity(FilterPlugin, ScorePlugin):
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         terms: list[tuple[int, NodeSelectorTerm]] = state.read(self.name + "/preferred", list)
         return sum(weight for weight, term in terms if term.matches(node.name, node.labels))
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        terms: list[tuple[int, NodeSelectorTerm]] = state.read(self.name + "/preferred", list)
+        return [sum(weight for weight, term in terms if term.matches(n.name, n.labels))
+                for n in nodes]
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> list[int]:
         return default_normalize(scores)

@@ -8,13 +8,14 @@ a pod that tolerates them still fits and the message is the one Kubernetes print
 
 from __future__ import annotations
 
-from controlplane.scheduler.nodeinfo import NodeInfo
+from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
 from controlplane.scheduler.plugin import (
     NODE_ADD,
     NODE_CONDITION,
     NODE_LABEL,
     NODE_TAINT,
     NODE_UNSCHEDULABLE,
+    SKIP,
     CycleState,
     FilterPlugin,
     Status,
@@ -37,11 +38,19 @@ class NodeUnschedulable(FilterPlugin):
             return Status.unresolvable(self.REASON)
         return None
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        return [self.filter(state, pod, n) if n.unschedulable else None for n in nodes]
+
 
 class NodeName(FilterPlugin):
     name = "NodeName"
     events = frozenset({NODE_ADD})
     REASON = "node(s) didn't match the requested node name"
+
+    def pre_filter(self, state: CycleState, pod: PodInfo,
+                   snapshot: Snapshot) -> tuple[Status | None, set[str] | None]:
+        return (None if pod.spec.get("nodeName") else SKIP), None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         wanted = str(pod.spec.get("nodeName") or "")
@@ -61,3 +70,7 @@ class NodeReady(FilterPlugin):
         if tolerated(pod.tolerations, {"key": key, "effect": "NoSchedule"}):
             return None
         return Status.unresolvable(f"node(s) had untolerated taint {{{key}: }}")
+
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        return [None if n.ready == "True" else self.filter(state, pod, n) for n in nodes]

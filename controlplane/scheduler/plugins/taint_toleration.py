@@ -11,6 +11,7 @@ from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
 from controlplane.scheduler.plugin import (
     NODE_ADD,
     NODE_TAINT,
+    SKIP,
     CycleState,
     FilterPlugin,
     ScorePlugin,
@@ -33,8 +34,14 @@ class TaintToleration(FilterPlugin, ScorePlugin):
         return Status.unresolvable(
             f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}")
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo,
+                     nodes: list[NodeInfo]) -> list[Status | None]:
+        return [self.filter(state, pod, n) if n.taints else None for n in nodes]
+
     def pre_score(self, state: CycleState, pod: PodInfo, snapshot: Snapshot,
                   nodes: list[NodeInfo]) -> Status | None:
+        if not snapshot.prefer_no_schedule:
+            return SKIP  # every node would score the same
         state.write(self.name, [t for t in pod.tolerations
                                 if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"])
         return None

@@ -65,12 +65,17 @@ class Constraint:
             lambda t: t.get("effect") in ("NoSchedule", "NoExecute")) is not None)
 
 
-def count_matching(node: NodeInfo, selector: LabelSelector, namespace: str) -> int:
-    """Pods on the node in `namespace` that the selector matches, terminating ones excluded."""
-    if not node.pods or selector.is_empty():
-        return 0
-    return sum(1 for p in node.pods.values() if not p.terminating and p.namespace == namespace
-               and selector.matches(p.labels))
+def matching_per_node(snapshot: Snapshot, selector: LabelSelector,
+                      namespace: str) -> dict[str, int]:
+    """Node name -> its pods in `namespace` the selector matches, terminating ones excluded
+    (an empty selector matches none)."""
+    counts: dict[str, int] = {}
+    if selector.is_empty():
+        return counts
+    for pod, node in snapshot.index.matching(selector):
+        if not pod.terminating and pod.namespace == namespace:
+            counts[node] = counts.get(node, 0) + 1
+    return counts
 
 
 def _with_label_keys(selector: LabelSelector, keys: list[str], labels: dict[str, str]
@@ -148,27 +153,34 @@ class PodTopologySpread(FilterPlugin, ScorePlugin):
         if not constraints:
             return SKIP, None
         required = RequiredNodeAffinity(pod.spec)
+        on_node = {c.selector: matching_per_node(snapshot, c.selector, pod.namespace)
+                   for c in constraints}
         matches: list[dict[str, int]] = [{} for _ in constraints]
+        keys = {c.topology_key for c in constraints}
+        # includes() is always true without node affinity to honour or taints to honour
+        every = [required.empty and not c.honor_taints for c in constraints]
         for node in snapshot.nodes:
-            if not all(c.topology_key in node.labels for c in constraints):
+            if not keys <= node.labels.keys():
                 continue
             for i, c in enumerate(constraints):
-                if c.includes(pod, node, required):
+                if every[i] or c.includes(pod, node, required):
                     value = node.labels[c.topology_key]
-                    matches[i][value] = matches[i].get(value, 0) + count_matching(
-                        node, c.selector, pod.namespace)
-        state.write(self.name, (constraints, matches))
+                    matches[i][value] = matches[i].get(value, 0) + on_node[c.selector].get(
+                        node.name, 0)
+        # Per constraint: its domains' counts, the global minimum and the pod's own match.
+        checks = [(c.topology_key, c.max_skew, domains,
+                   min(domains.values()) if len(domains) >= c.min_domains else 0,
+                   1 if c.selector.matches(pod.labels) else 0)
+                  for c, domains in zip(constraints, matches, strict=True)]
+        state.write(self.name, checks)
         return None, None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
-        constraints, matches = state.read(self.name, tuple)
-        for c, domains in zip(constraints, matches, strict=True):
-            value = node.labels.get(c.topology_key)
+        for key, max_skew, domains, minimum, own in state.read(self.name, list):
+            value = node.labels.get(key)
             if value is None:
                 return Status.unresolvable(LABEL_REASON)
-            minimum = min(domains.values()) if len(domains) >= c.min_domains else 0
-            own = 1 if c.selector.matches(pod.labels) else 0
-            if domains.get(value, 0) + own - minimum > c.max_skew:
+            if domains.get(value, 0) + own - minimum > max_skew:
                 return Status.unschedulable(REASON)
         return None
 
@@ -195,17 +207,16 @@ class PodTopologySpread(FilterPlugin, ScorePlugin):
         # hostname constraint reads them per node in score().
         selectors = list(dict.fromkeys(c.selector for c in constraints))
         which = [selectors.index(c.selector) for c in constraints]
-        per_node: list[dict[str, int]] = [{} for _ in selectors]
+        per_node = [matching_per_node(snapshot, selector, pod.namespace)
+                    for selector in selectors]
         required = RequiredNodeAffinity(pod.spec)
         for node in snapshot.nodes:
             if require_all and not all(c.topology_key in node.labels for c in constraints):
                 continue
-            for index, selector in enumerate(selectors):
-                per_node[index][node.name] = count_matching(node, selector, pod.namespace)
             for i, c in enumerate(constraints):
                 value = node.labels.get(c.topology_key, "")
                 if value in counts[i] and c.includes(pod, node, required):
-                    counts[i][value] += per_node[which[i]][node.name]
+                    counts[i][value] += per_node[which[i]].get(node.name, 0)
         hostname_counts = [per_node[which[i]] for i in range(len(constraints))]
         state.write(self.name + "/score", (constraints, counts, weights, ignored,
                                            [n.name in ignored for n in nodes], hostname_counts))

@@ -22,9 +22,13 @@ def run(plugin: FilterPlugin, pod: dict[str, Any], node: NodeInfo) -> Status | N
     state = CycleState()
     info = PodInfo(pod)
     status, _ = plugin.pre_filter(state, info, snapshot(node))
+    if status is not None and status.code == Code.SKIP:
+        return None  # the framework skips the plugin's filter: the node passes it
     if status is not None:
         return status
-    return plugin.filter(state, info, node)
+    single = plugin.filter(state, info, node)
+    assert plugin.filter_nodes(state, info, [node]) == [single]  # the batch agrees
+    return single
 
 
 # -- NodeUnschedulable, NodeName, NodeReady ------------------------------------------------------

@@ -48,7 +48,10 @@ def filter_all(pod: dict, snap: Snapshot) -> dict[str, Status | None]:
     status, _ = plugin.pre_filter(state, info, snap)
     if status is not None:
         return {n.name: status for n in snap.nodes}
-    return {n.name: plugin.filter(state, info, n) for n in snap.nodes}
+    single = {n.name: plugin.filter(state, info, n) for n in snap.nodes}
+    batch = plugin.filter_nodes(state, info, snap.nodes)
+    assert dict(zip(single, batch, strict=True)) == single  # the batch agrees
+    return single
 
 
 def test_required_affinity_follows_the_topology() -> None:

@@ -16,7 +16,7 @@ from controlplane.scheduler.messages import (
     histogram,
 )
 from controlplane.scheduler.nodeinfo import Snapshot
-from controlplane.scheduler.plugin import Status
+from controlplane.scheduler.plugin import CycleState, Status
 from controlplane.scheduler.podinfo import PodInfo
 from controlplane.scheduler.testing import make_node, make_pod, node_info, snapshot
 
@@ -136,3 +136,48 @@ def test_feasible_node_budget() -> None:
     p = Profile("s", profile().filters, [], percentage_of_nodes_to_score=50)
     result = p.schedule(PodInfo(make_pod("p")), snap)
     assert result.feasible == 100 and p.next_start == 100
+
+
+def _node_by_node(p: Profile, state: CycleState, pod: PodInfo, nodes: list, wanted: int,
+                  start: int) -> tuple:
+    """The filter pass as Kubernetes writes it: node after node until `wanted` fit."""
+    feasible, statuses, processed = [], {}, 0
+    for offset in range(len(nodes)):
+        node = nodes[(start + offset) % len(nodes)]
+        processed += 1
+        status = p.run_filters(state, pod, node)
+        if status is None:
+            feasible.append(node.name)
+            if len(feasible) >= wanted:
+                break
+        else:
+            statuses[node.name] = status
+    return feasible, statuses, (start + processed) % len(nodes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_chunked_filtering_matches_node_by_node(seed: int) -> None:
+    rng = random.Random(seed)
+    nodes = []
+    for i in range(300):
+        kind = rng.random()
+        nodes.append(node_info(
+            make_node(f"n{i:03}", cpu=rng.choice(["1", "2", "4"]),
+                      unschedulable=kind < 0.1, ready="False" if 0.1 <= kind < 0.2 else "True",
+                      labels={"zone": rng.choice("ab")}),
+            *[make_pod(f"x{i}-{j}", cpu="500m", node_name=f"n{i:03}")
+              for j in range(rng.randrange(4))]))
+    snap = snapshot(*nodes)
+    pod = PodInfo(make_pod("p", cpu="1500m", nodeSelector={"zone": "a"}))
+    p = profile()
+    p.next_start = rng.randrange(300)
+    start = p.next_start
+    diagnosis = Diagnosis(len(nodes))
+    state = CycleState()
+    p.pre_filter(state, pod, snap, diagnosis)
+    got = p.find_feasible(state, pod, snap.nodes, diagnosis)
+    want, statuses, next_start = _node_by_node(p, state, pod, snap.nodes, nodes_to_find(300, 0),
+                                               start)
+    assert [n.name for n in got] == want
+    assert diagnosis.statuses == statuses
+    assert p.next_start == next_start

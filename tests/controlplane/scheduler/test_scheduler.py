@@ -8,8 +8,10 @@ import copy
 import pytest
 
 from controlplane.api import errors
+from controlplane.client.events import EventSink
 from controlplane.scheduler import config as configuration
 from controlplane.scheduler.config import SchedulerConfig
+from controlplane.scheduler.plugin import FilterPlugin
 from controlplane.scheduler.queue import BACKOFF, UNSCHEDULABLE
 from controlplane.scheduler.scheduler import Scheduler, node_events, pod_spec_changed
 from controlplane.scheduler.testing import FakeAPI, make_node, make_pod
@@ -22,14 +24,14 @@ def api() -> FakeAPI:
 
 @pytest.fixture
 def scheduler(api: FakeAPI) -> Scheduler:
-    return Scheduler(api, SchedulerConfig(), identity="test")
+    return Scheduler(api, SchedulerConfig(), sink=EventSink(api, instance="test"))
 
 
 async def step(scheduler: Scheduler) -> None:
     """Schedule one pod that is ready now, and let its binding and writes finish."""
     await asyncio.wait_for(scheduler.schedule_one(), 1)
     await scheduler.settle()
-    await scheduler.recorder.drain()
+    await scheduler.sink.drain()
 
 
 def bind_confirmed(scheduler: Scheduler, pod: dict, node: str) -> None:
@@ -114,7 +116,7 @@ async def test_no_nodes(scheduler: Scheduler, api: FakeAPI) -> None:
 async def test_only_our_scheduler_name(api: FakeAPI) -> None:
     config = SchedulerConfig()
     config.profiles[0].scheduler_name = "custom"
-    custom = Scheduler(api, config)
+    custom = Scheduler(api, config, sink=EventSink(api))
     custom.on_node_add(make_node("n"))
     custom.on_pod_add(make_pod("theirs"))
     custom.on_pod_add(make_pod("ours", scheduler_name="custom"))
@@ -142,6 +144,36 @@ async def test_binding_failures(scheduler: Scheduler, api: FakeAPI) -> None:
     assert scheduler.queue.where("default/taken") is None
 
 
+async def test_a_binding_that_times_out_is_retried_not_left_assumed(
+        scheduler: Scheduler, api: FakeAPI) -> None:
+    scheduler.on_node_add(make_node("n", cpu="1"))
+    scheduler.on_pod_add(make_pod("slow", cpu="1"))
+    api.fail_bind["default/slow"] = TimeoutError()  # the REST client's, not an APIError
+    await step(scheduler)
+    assert scheduler.queue.where("default/slow") == BACKOFF
+    assert not scheduler.cache.is_assumed("default/slow")
+    assert scheduler.cache.nodes["n"].requested.milli_cpu == 0
+    condition = api.status_patches[0][1]["status"]["conditions"][0]
+    assert (condition["reason"], condition["message"]) == (
+        "SchedulerError", "binding to n: TimeoutError()")
+
+
+async def test_many_queued_pods_make_cluster_events_cheap(scheduler: Scheduler) -> None:
+    """move_all looks at the unschedulable pods only, not at every pod waiting its turn."""
+    for i in range(2000):
+        scheduler.on_pod_add(make_pod(f"p{i}"))
+    interested = 0
+
+    def counting(plugins: frozenset[str], event: str) -> bool:
+        nonlocal interested
+        interested += 1
+        return True
+
+    scheduler.queue.interested = counting
+    assert scheduler.queue.move_all("PodAdd") == 0
+    assert interested == 0
+
+
 async def test_assumed_pod_is_confirmed_by_the_informer(scheduler: Scheduler,
                                                         api: FakeAPI) -> None:
     scheduler.on_node_add(make_node("n", cpu="1"))
@@ -166,7 +198,9 @@ async def test_a_broken_plugin_does_not_stop_the_loop(scheduler: Scheduler,
     scheduler.on_node_add(make_node("n"))
     profile = scheduler.profiles["default-scheduler"]
 
-    class Boom(type(profile.filters[0])):  # type: ignore[misc]
+    class Boom(FilterPlugin):
+        name = profile.filters[0].name
+
         def filter(self, state, pod, node):  # type: ignore[no-untyped-def]
             if pod.name == "bad":
                 raise RuntimeError("boom")
@@ -234,7 +268,7 @@ async def test_each_profile_reports_under_its_own_name(api: FakeAPI) -> None:
         {"schedulerName": "packer", "pluginConfig": [
             {"name": "NodeResourcesFit", "args": {"scoringStrategy": {"type": "MostAllocated"}}}]},
     ]})
-    both = Scheduler(api, config)
+    both = Scheduler(api, config, sink=EventSink(api))
     both.on_node_add(make_node("busy"))
     both.on_node_add(make_node("idle"))
     both.on_pod_add(make_pod("x", cpu="3", node_name="busy"))

@@ -22,7 +22,9 @@ def scores(plugin: ScorePlugin, pod: dict, snap: Snapshot) -> list[int] | None:
     state, info = CycleState(), PodInfo(pod)
     if plugin.pre_score(state, info, snap, snap.nodes) == SKIP:
         return None
-    return plugin.normalize(state, info, [plugin.score(state, info, n) for n in snap.nodes])
+    raw = [plugin.score(state, info, n) for n in snap.nodes]
+    assert plugin.score_nodes(state, info, snap.nodes) == raw  # the batch agrees
+    return plugin.normalize(state, info, raw)
 
 
 def test_default_normalize() -> None:
@@ -95,3 +97,9 @@ def test_image_locality() -> None:
     images = [{"names": ["busybox:latest"], "sizeBytes": 500 * MB}]
     nodes = snapshot(node_info(make_node("n1", images=images)), node_info(make_node("n2")))
     assert scores(ImageLocality(), make_pod("p"), nodes) == [23, 0]
+
+
+def test_scores_equal_on_every_node_are_skipped() -> None:
+    plain = snapshot(node_info(make_node("a")), node_info(make_node("b")))
+    assert scores(TaintToleration(), make_pod("p"), plain) is None  # no PreferNoSchedule taint
+    assert scores(ImageLocality(), make_pod("p"), plain) is None  # no node has the image
