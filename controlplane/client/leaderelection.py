@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.sdnotify import Readiness
 from controlplane.client.rest import LEASES, RESTClient
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,22 @@ class LeaderElector:
                     pass
             log.warning("lease %s/%s lost by %s", self.namespace, self.name, self.identity)
 
+    async def release(self) -> None:
+        """Give the lease up if we hold it (client-go's ReleaseOnCancel): a standby leads at
+        once instead of waiting for the lease to expire."""
+        try:
+            lease = await self.client.get(LEASES, self.name, self.namespace)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
+                return
+            now = _micro(self.clock())
+            lease["spec"] = dict(spec, holderIdentity=None, leaseDurationSeconds=1,
+                                 renewTime=now, acquireTime=now)
+            await self.client.update(LEASES, lease, self.namespace)
+            log.info("lease %s/%s released", self.namespace, self.name)
+        except errors.APIError as exc:
+            log.info("could not release lease %s/%s: %s", self.namespace, self.name, exc)
+
     async def _acquire(self) -> None:
         while True:
             try:
@@ -141,3 +159,42 @@ class LeaderElector:
                 log.warning("leader election renew failed: %s", exc)
             if loop.time() - last_renew > self.renew_deadline:
                 return
+
+
+async def run_elected(daemon: str, elector: LeaderElector | None,
+                      lead: Callable[[Callable[[], None]], Awaitable[None]]) -> None:
+    """A leader-elected daemon's life: campaign (no `elector`: lead at once) and run
+    `lead(on_synced)` while leading, until SIGTERM/SIGINT; then release the lease.
+
+    systemd hears READY=1 once the leader calls `on_synced` (its caches are synced), or once
+    another instance is seen holding the lease (a standby is ready too), and STOPPING=1 at the
+    end. A failure of `lead` outside leader election is raised.
+    """
+    readiness = Readiness(daemon)
+
+    async def leading() -> None:
+        await lead(lambda: readiness.ready("leading; caches synced"))
+
+    if elector is not None:
+        elector.on_standby = lambda holder: readiness.ready(f"standby; {holder} leads")
+        log.info("campaigning for lease %s/%s as %s", elector.namespace, elector.name,
+                 elector.identity)
+    work = asyncio.create_task(elector.run(leading) if elector else leading())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("stopping")
+        readiness.stopping()
+    finally:
+        for task in (work, stopper):
+            task.cancel()
+        results = await asyncio.gather(work, stopper, return_exceptions=True)
+        if elector is not None:
+            await elector.release()
+    failure = results[0]
+    if isinstance(failure, Exception):
+        raise failure

@@ -13,18 +13,14 @@ import argparse
 import asyncio
 import logging
 import re
-import signal
 import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 
-from controlplane.api import errors
-from controlplane.api.sdnotify import Readiness
 from controlplane.client import kubeconfig
-from controlplane.client.leaderelection import LeaderElector
-from controlplane.client.rest import LEASES, RESTClient
+from controlplane.client.leaderelection import LeaderElector, run_elected
+from controlplane.client.rest import RESTClient
 from controlplane.controllers import manager
 
 log = logging.getLogger("pinnace.controller-manager")
@@ -68,22 +64,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def release_lease(client: RESTClient, namespace: str, name: str, identity: str) -> None:
-    """Give the lease up if we hold it, as client-go's ReleaseOnCancel does."""
-    try:
-        lease = await client.get(LEASES, name, namespace)
-        spec = lease.get("spec") or {}
-        if spec.get("holderIdentity") != identity:
-            return
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lease["spec"] = dict(spec, holderIdentity=None, leaseDurationSeconds=1, renewTime=now,
-                             acquireTime=now)
-        await client.update(LEASES, lease, namespace)
-        log.info("lease %s/%s released", namespace, name)
-    except errors.APIError as exc:
-        log.info("could not release lease %s/%s: %s", namespace, name, exc)
-
-
 async def run(args: argparse.Namespace) -> None:
     registrations = manager.enabled(args.controllers.split(","))
     config = kubeconfig.load(args.kubeconfig)
@@ -105,41 +85,16 @@ async def run(args: argparse.Namespace) -> None:
 async def run_leader_elected(daemon: str, client: RESTClient, args: argparse.Namespace,
                              identity: str,
                              lead: Callable[[Callable[[], None]], Awaitable[None]]) -> None:
-    """Campaign (unless --leader-elect=false) and run `lead(on_synced)` while leading, until
-    SIGTERM/SIGINT; then release the lease so a standby takes over at once. systemd hears
-    READY=1 once the leader's caches are synced, or once another instance is seen leading."""
-    readiness = Readiness(daemon)
-
-    async def leading() -> None:
-        await lead(lambda: readiness.ready("leading; caches synced"))
-
+    """`leaderelection.run_elected` with the lease the --leader-elect-* flags name."""
     elector = LeaderElector(client, name=args.leader_elect_resource_name,
                             namespace=args.leader_elect_resource_namespace, identity=identity,
                             lease_duration=args.leader_elect_lease_duration,
                             renew_deadline=args.leader_elect_renew_deadline,
-                            retry_period=args.leader_elect_retry_period,
-                            on_standby=lambda holder: readiness.ready(f"standby; {holder} leads"))
-    work = asyncio.create_task(elector.run(leading) if args.leader_elect else leading())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait())
+                            retry_period=args.leader_elect_retry_period)
     try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        log.info("stopping")
-        readiness.stopping()
+        await run_elected(daemon, elector if args.leader_elect else None, lead)
     finally:
-        for task in (work, stopper):
-            task.cancel()
-        results = await asyncio.gather(work, stopper, return_exceptions=True)
-        if args.leader_elect:
-            await release_lease(client, args.leader_elect_resource_namespace,
-                                args.leader_elect_resource_name, identity)
         await client.close()
-    failure = results[0]
-    if isinstance(failure, Exception):
-        raise failure
 
 
 def main(argv: Sequence[str]) -> int:

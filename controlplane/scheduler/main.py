@@ -13,23 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import uvloop
 
-from controlplane.api import errors
 from controlplane.client import kubeconfig
 from controlplane.client.events import EventSink
 from controlplane.client.informer import Informer
-from controlplane.client.leaderelection import LeaderElector
+from controlplane.client.leaderelection import LeaderElector, run_elected
 from controlplane.client.rest import (
-    LEASES,
     NAMESPACES,
     NODES,
     PODS,
@@ -105,7 +101,7 @@ def effective_config(args: argparse.Namespace) -> configuration.SchedulerConfig:
 
 
 async def run_scheduler(client: RESTClient, config: configuration.SchedulerConfig,
-                        identity: str) -> None:
+                        identity: str, on_synced: Callable[[], None] = lambda: None) -> None:
     """One term: fresh informers and caches, then schedule until cancelled."""
     scheduler = Scheduler(RESTSchedulerAPI(client), config,
                           sink=EventSink(client, instance=identity))
@@ -136,6 +132,7 @@ async def run_scheduler(client: RESTClient, config: configuration.SchedulerConfi
             await informer.wait_synced()
         log.info("caches synced (%d nodes, %d pending pods); scheduling",
                  len(nodes.store), len(scheduler.pending))
+        on_synced()
         await scheduler.loop()
     finally:
         scheduler.queue.close()
@@ -150,48 +147,17 @@ async def run_scheduler(client: RESTClient, config: configuration.SchedulerConfi
             await informer.stop()
 
 
-async def release_lease(client: RESTClient, config: configuration.SchedulerConfig,
-                        identity: str) -> None:
-    """Give the lease up if we hold it (client-go's ReleaseOnCancel): a standby leads at once."""
-    try:
-        lease = await client.get(LEASES, config.lease_name, config.lease_namespace)
-        spec = lease.get("spec") or {}
-        if spec.get("holderIdentity") != identity:
-            return
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lease["spec"] = dict(spec, holderIdentity=None, leaseDurationSeconds=1, renewTime=now,
-                             acquireTime=now)
-        await client.update(LEASES, lease, config.lease_namespace)
-        log.info("lease %s/%s released", config.lease_namespace, config.lease_name)
-    except errors.APIError as exc:
-        log.info("could not release lease %s/%s: %s", config.lease_namespace,
-                 config.lease_name, exc)
-
-
 async def serve(args: argparse.Namespace, config: configuration.SchedulerConfig) -> None:
     client = RESTClient(kubeconfig.load(args.kubeconfig), user_agent="pinnace-scheduler")
     identity = f"{socket.gethostname()}_{uuid.uuid4()}"
-    main = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, main.cancel if main else (lambda: None))
+    elector = LeaderElector(client, name=config.lease_name, namespace=config.lease_namespace,
+                            identity=identity, lease_duration=config.lease_duration,
+                            renew_deadline=config.renew_deadline,
+                            retry_period=config.retry_period) if config.leader_elect else None
     try:
-        if config.leader_elect:
-            elector = LeaderElector(client, name=config.lease_name,
-                                    namespace=config.lease_namespace, identity=identity,
-                                    lease_duration=config.lease_duration,
-                                    renew_deadline=config.renew_deadline,
-                                    retry_period=config.retry_period)
-            log.info("campaigning for lease %s/%s as %s", config.lease_namespace,
-                     config.lease_name, identity)
-            await elector.run(lambda: run_scheduler(client, config, identity))
-        else:
-            await run_scheduler(client, config, identity)
-    except asyncio.CancelledError:
-        log.info("stopping")
+        await run_elected("scheduler", elector,
+                          lambda on_synced: run_scheduler(client, config, identity, on_synced))
     finally:
-        if config.leader_elect:
-            await release_lease(client, config, identity)
         await client.close()
 
 

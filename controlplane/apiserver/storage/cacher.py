@@ -123,12 +123,10 @@ class Watcher:
         if not self.closed:
             self.closed = True
             self.cache.watchers.discard(self)
-            while True:  # make room for the end marker
-                try:
-                    self.queue.put_nowait(None)
-                    break
-                except asyncio.QueueFull:
-                    self.queue.get_nowait()
+            try:
+                self.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass  # never drop a queued event for the marker: the reader ends once drained
 
     def __aiter__(self) -> Watcher:
         return self
@@ -140,7 +138,8 @@ class Watcher:
                 return Event("ADDED", obj)
         if self.backlog:
             return self.backlog.popleft()
-        if self._ended:
+        if self._ended or (self.closed and self.queue.empty()):
+            self._ended = True
             raise StopAsyncIteration
         event = await self.queue.get()
         if event is None:

@@ -68,3 +68,20 @@ async def test_campaigning_against_a_live_holder_reports_standby() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert seen and set(seen) == {"other"}
+
+
+@pytest.mark.asyncio
+async def test_release_gives_up_only_a_lease_we_hold() -> None:
+    client = FakeClient()
+    held = lease("me", NOW)
+    held["spec"]["leaseTransitions"] = 2
+    client.seed(LEASES, held)
+    await elector(client, list[str]()).release()
+    [released] = client.bodies("update", "leases")
+    assert released["spec"]["holderIdentity"] is None
+    assert released["spec"]["leaseDurationSeconds"] == 1
+    assert released["spec"]["leaseTransitions"] == 2  # the next holder counts the transition
+    theirs = FakeClient()
+    theirs.seed(LEASES, lease("other", NOW))
+    await elector(theirs, list[str]()).release()
+    assert theirs.bodies("update", "leases") == []

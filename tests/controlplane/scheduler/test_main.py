@@ -36,33 +36,3 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "unknown plugin 'Nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main.parser().parse_args(["--kubeconfig", "k", "--leader-elect=maybe"])
-
-
-class LeaseClient:
-    """get/update of one Lease, as the REST client answers them."""
-
-    def __init__(self, holder: str) -> None:
-        self.lease = {"metadata": {"name": "kube-scheduler", "resourceVersion": "7"},
-                      "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
-                               "leaseTransitions": 2}}
-        self.updates: list[dict] = []
-
-    async def get(self, res: object, name: str, namespace: str = "") -> dict:
-        return self.lease
-
-    async def update(self, res: object, obj: dict, namespace: str = "") -> dict:
-        self.updates.append(obj)
-        return obj
-
-
-async def test_stopping_releases_the_lease_only_if_held() -> None:
-    config = main.configuration.SchedulerConfig()
-    mine = LeaseClient("me")
-    await main.release_lease(mine, config, "me")  # type: ignore[arg-type]
-    [released] = mine.updates
-    spec = released["spec"]
-    assert spec["holderIdentity"] is None and spec["leaseDurationSeconds"] == 1
-    assert spec["leaseTransitions"] == 2  # the next holder counts the transition
-    theirs = LeaseClient("someone-else")
-    await main.release_lease(theirs, config, "me")  # type: ignore[arg-type]
-    assert theirs.updates == []
