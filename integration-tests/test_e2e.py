@@ -173,8 +173,9 @@ def test_the_seeds_workflow(data_dir: Path, tmp_path: Path) -> None:
         assert "1" in history and "3" in history  # apply, tolerations patch, set image
 
         # the README's walk-through: a throw-away client pod, logs, an undo
+        # (the sleep: output written before kubectl attaches is lost, on any cluster)
         run = kubectl.run("run", "client", "-i", "--rm", "--restart=Never", "--image=busybox",
-                          "--", "wget", "-qO-", "http://web:80/", timeout=120)
+                          "--", "sh", "-c", "sleep 2; wget -qO- http://web:80/", timeout=120)
         assert run.returncode == 0 and "hello from web-" in run.stdout, (run.stdout, run.stderr)
         assert 'pod "client" deleted' in run.stdout + run.stderr
         kubectl("logs", "deployment/web")

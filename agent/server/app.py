@@ -196,7 +196,8 @@ class AgentServer:
                     stdout=options.stdout, stderr=options.stderr))
             session = await open_session(url, options)
         except (CRIError, HandshakeError, OSError) as exc:
-            if not await self.lookup.is_running(container.id):
+            # containerd's status can still say RUNNING for some ms after the exit it refused
+            if "CONTAINER_EXITED" in str(exc) or not await self.lookup.is_running(container.id):
                 # It exited meanwhile (`kubectl run -i` of a quick command): as found exited.
                 raise errors.BadRequest(f'container not found ("{name}")') from exc
             doing = "executing command in" if kind == "exec" else "attaching to"

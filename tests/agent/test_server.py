@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent import labels
 from agent.server import app as server_app
 from agent.server.app import AgentServer
+from agent.server.containers import will_restart
 from agent.server.logs import LogOptions, LogRecord, go_rfc3339nano, stream_log, tail_offset
 from agent.server.spdy import DICTIONARY, HandshakeError
 from agent.server.upstream import StreamOptions
@@ -157,6 +158,57 @@ async def test_previous_is_the_instance_before(runtime: FakeRuntime, tmp_path: P
     await pod.container("c", line(2, "second run"), restarts=1)
     assert await logs(client) == "second run\n"
     assert await logs(client, "previous=true") == "first run\n"
+
+
+@pytest.mark.parametrize(("policy", "exit_code", "expected"), [
+    ("Always", 0, "second run\n"), ("OnFailure", 1, "second run\n"),
+    ("OnFailure", 0, "first run\n"), ("Never", 1, "first run\n")])
+async def test_previous_in_crash_loop_back_off_is_the_last_run(
+        runtime: FakeRuntime, tmp_path: Path, policy: str, exit_code: int, expected: str) -> None:
+    """As the kubelet: while the newest instance waits to be restarted its exit is the
+    container's lastState, so --previous (and the plain logs) show the last run."""
+    spec = {"restartPolicy": policy, "containers": [{"name": "c", "image": IMAGE}]}
+    known = [{"metadata": {"name": POD, "namespace": NS, "uid": UID}, "spec": spec}]
+    server = AgentServer(runtime, node_name="node-1", log_root=tmp_path, pods=lambda: known)
+    pod = Pod(runtime, tmp_path)
+    await pod.container("c", line(1, "first run"), running=False)
+    second = await pod.container("c", line(2, "second run"), restarts=1)
+    runtime.exit_container(second, exit_code)
+    async with TestClient(TestServer(server.app())) as client:
+        assert await logs(client, "previous=true") == expected
+        assert await logs(client) == "second run\n"
+        await pod.container("c", line(3, "third run"), restarts=2)  # restarted: it runs
+        assert await logs(client, "previous=true") == "second run\n"
+        assert await logs(client) == "third run\n"
+
+
+async def test_previous_of_a_single_exited_instance(runtime: FakeRuntime,
+                                                    tmp_path: Path) -> None:
+    spec: dict[str, Any] = {"restartPolicy": "Always", "containers": [{"name": "c"}]}
+    known = [{"metadata": {"name": POD, "namespace": NS, "uid": UID}, "spec": spec}]
+    server = AgentServer(runtime, node_name="node-1", log_root=tmp_path, pods=lambda: known)
+    await Pod(runtime, tmp_path).container("c", line(1, "only run"), running=False)
+    async with TestClient(TestServer(server.app())) as client:
+        # the only dead instance is kept by container GC: --previous finds it
+        assert await logs(client, "previous=true") == "only run\n"
+        known[0]["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+        response = await client.get(f"/containerLogs/{NS}/{POD}/c?previous=true")
+        assert response.status == 400  # terminating: not restarted, no lastState
+
+
+def test_will_restart_follows_the_restart_policy() -> None:
+    def pod(policy: str, **extra: Any) -> dict[str, Any]:
+        return {"metadata": {}, "spec": {"restartPolicy": policy, "containers": [{"name": "c"}],
+                                         **extra}}
+
+    assert not will_restart(None, "c", 1) and not will_restart({"metadata": {}}, "c", 1)
+    assert will_restart({"spec": {"containers": [{"name": "c"}]}}, "c", 0)  # Always default
+    assert will_restart(pod("OnFailure"), "c", 2) and not will_restart(pod("OnFailure"), "c", 0)
+    assert not will_restart(pod("Never"), "c", 1)
+    init = pod("Always", initContainers=[{"name": "i"}, {"name": "s", "restartPolicy": "Always"}])
+    assert will_restart(init, "i", 1) and not will_restart(init, "i", 0)
+    assert will_restart(init, "s", 0)  # a sidecar
+    assert not will_restart(pod("Never", initContainers=[{"name": "i"}]), "i", 1)
 
 
 async def test_unknown_pod_and_container_are_404_statuses(
@@ -332,7 +384,8 @@ async def test_a_container_that_exits_while_connecting_is_not_found(
     async def refused(url: str, options: StreamOptions) -> FakeSession:
         if exits:
             runtime.exit_container(container_id, 0)
-        raise HandshakeError(500, b"container is in CONTAINER_EXITED state")
+            raise HandshakeError(500, b"container is in CONTAINER_EXITED state")
+        raise HandshakeError(500, b"stream server refused")
 
     monkeypatch.setattr(server_app, "open_session", refused)
     response = await client.get(f"/attach/{NS}/{POD}/c?output=1",
@@ -345,6 +398,14 @@ async def test_a_container_that_exits_while_connecting_is_not_found(
                                 headers=UPGRADE)
     assert response.status == 500
     assert "error executing command in container" in (await response.json())["message"]
+
+    async def exited(url: str, options: StreamOptions) -> FakeSession:
+        raise HandshakeError(500, b"container is in CONTAINER_EXITED state")
+
+    # containerd refuses so while its status still says RUNNING (for some ms): not found too
+    monkeypatch.setattr(server_app, "open_session", exited)
+    response = await client.get(f"/attach/{NS}/{POD}/c?output=1", headers=UPGRADE)
+    assert response.status == 400
 
 
 async def test_healthz_pods_and_metrics(client: TestClient[Any, Any]) -> None:
