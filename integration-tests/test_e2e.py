@@ -95,7 +95,7 @@ def node_port(address: str) -> bytes:
 
 def node_ready(kubectl: Kubectl, node: str) -> str:
     obj = json.loads(kubectl("get", "node", node, "-o", "json"))
-    return next(c["status"] for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    return str(next(c["status"] for c in obj["status"]["conditions"] if c["type"] == "Ready"))
 
 
 def lose_node(data_dir: Path, node: str, link: str) -> None:
