@@ -25,28 +25,22 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import uvloop
+from common import control_plane, pct, rss_mb, stat_cpu_seconds
 
 from controlplane.apiserver.storage.etcd import EtcdStorage
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.etcd import Etcd
 
 ROUNDS = 3  # of each create measurement, raw etcd and apiserver alternating
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
 def pod(name: str) -> dict[str, object]:
@@ -86,19 +80,6 @@ def line(name: str, rate: float | None, lat: list[float], limit_rate: float | No
     return text
 
 
-def rss_mb(pid: int) -> float:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(stat: Path) -> float:
-    """User + system CPU of a process or thread, from its /proc stat file."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class CPU:
     """CPU seconds spent by this process (the client), the apiserver (and its main thread, the
     one serving requests) and etcd."""
@@ -111,7 +92,7 @@ class CPU:
     def now(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"client": usage.ru_utime + usage.ru_stime, "wall": time.perf_counter(),
-                **{name: cpu_seconds(path) for name, path in self.stats.items()}}
+                **{name: stat_cpu_seconds(path) for name, path in self.stats.items()}}
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -258,20 +239,11 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                         help="the client's event loop, for both sides (the apiserver runs uvloop)")
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="pn-bench-api-", dir="/tmp"))
-    etcd = Etcd(base / "etcd")
-    api = APIServerProcess(base / "api", etcd.endpoint, extra=("--v", "0"))
-    try:
-        etcd.start()
-        api.start()
+    with control_plane("pn-bench-api-") as cp:
         if args.loop == "uvloop":
-            uvloop.run(run(args, etcd, api))
+            uvloop.run(run(args, cp.etcd, cp.api))
         else:
-            asyncio.run(run(args, etcd, api))
-    finally:
-        api.stop()
-        etcd.stop()
-        shutil.rmtree(base, ignore_errors=True)
+            asyncio.run(run(args, cp.etcd, cp.api))
     return 0
 
 

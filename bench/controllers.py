@@ -20,20 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from common import PodWatch, control_plane, cpu_seconds, load, rss_mb
 
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.etcd import Etcd
+from pinnace.local.daemon import PinnaceDaemon
 from pinnace.local.process import Process
 
 Object = dict[str, Any]
@@ -41,23 +39,6 @@ NODES = 100
 NS = "bench"
 KUBELET_CONCURRENCY = 32
 CLIENT_CONNECTIONS = 64  # the RESTClient's pool: the most requests a controller has in flight
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def rss_mb(pid: int) -> float:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def now_rfc3339() -> str:
@@ -72,14 +53,14 @@ def pod_template(image: str) -> Object:
                                                                 "memory": "16Mi"}}}]}}
 
 
-class Kubelet:
+class Kubelet(PodWatch):
     """The bench's stand-in for the agents: watches the namespace's pods and
     - marks a pod bound to a node Running and Ready (status subresource),
     - finishes a bound pod's graceful deletion (DELETE with grace 0, as the kubelet does),
     and records, per pod name, when it was first seen, bound and Ready."""
 
     def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.http = http
+        super().__init__(http, NS)
         self.seen: dict[str, float] = {}
         self.bound: dict[str, float] = {}
         self.ready: dict[str, float] = {}
@@ -87,11 +68,6 @@ class Kubelet:
         self._busy: set[str] = set()
         self._limit = asyncio.Semaphore(KUBELET_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        rv = await self._list()
-        self.task = asyncio.create_task(self._watch(rv))
 
     async def stop(self) -> None:
         if self.task:
@@ -99,28 +75,7 @@ class Kubelet:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _list(self) -> str:
-        async with self.http.get(f"/api/v1/namespaces/{NS}/pods") as r:
-            listed = orjson.loads(await r.read())
-        for obj in listed["items"]:
-            self._observe(obj)
-        return str(listed["metadata"]["resourceVersion"])
-
-    async def _watch(self, rv: str) -> None:
-        while True:  # a watch that ends or falls behind (410) resumes from a fresh list
-            url = (f"/api/v1/namespaces/{NS}/pods?watch=true&resourceVersion={rv}"
-                   "&allowWatchBookmarks=true")
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as r:
-                async for line in r.content:
-                    event = orjson.loads(line)
-                    if event["type"] == "ERROR":
-                        break
-                    rv = event["object"]["metadata"].get("resourceVersion") or rv
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._observe(event["object"])
-            rv = await self._list()
-
-    def _observe(self, pod: Object) -> None:
+    def observe(self, pod: Object) -> None:
         name = pod["metadata"]["name"]
         at = time.perf_counter()
         self.seen.setdefault(name, at)
@@ -314,10 +269,6 @@ async def run(api: APIServerProcess, manager: Process, args: argparse.Namespace)
         await kubelet.stop()
 
 
-def logged(process: Process, text: str) -> Callable[[], bool]:
-    return lambda: text in process.log_path.read_text()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, default=1000)
@@ -327,31 +278,22 @@ def main() -> int:
         return 1
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    base = Path(tempfile.mkdtemp(prefix="pn-bench-ctrl-", dir="/tmp"))
-    etcd = Etcd(base / "etcd")
-    api = APIServerProcess(base / "api", etcd.endpoint, extra=("--v", "0"))
-    daemons: list[Process] = []
-    try:
-        etcd.start()
-        api.start()
-        for name, extra in (("scheduler", ["--leader-elect=false"]),
-                            ("controller-manager", ["--leader-elect=false", "--controllers",
-                                                    "deployment,replicaset"])):
-            log = base / f"{name}.log"
-            daemon = Process(name, [sys.executable, "-m", "pinnace", name, "--kubeconfig",
-                                    str(api.kubeconfig), "--v", "1", *extra], log)
-            daemon.start()
-            daemons.append(daemon)
-        ready = {"scheduler": "caches synced", "controller-manager": "controllers started"}
-        for daemon in daemons:
-            daemon.wait_ready(logged(daemon, ready[daemon.name]), timeout=60)
-        asyncio.run(run(api, daemons[1], args))
-    finally:
-        for daemon in daemons:
-            daemon.stop()
-        api.stop()
-        etcd.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with control_plane("pn-bench-ctrl-") as cp:
+        daemons = [PinnaceDaemon(name, ["--kubeconfig", str(cp.api.kubeconfig), "--v", "1",
+                                        *extra], cp.base / f"{name}.log")
+                   for name, extra in (("scheduler", ["--leader-elect=false"]),
+                                       ("controller-manager", ["--leader-elect=false",
+                                                               "--controllers",
+                                                               "deployment,replicaset"]))]
+        try:
+            for daemon in daemons:
+                daemon.start()
+            for daemon in daemons:
+                daemon.wait_notified(60)
+            asyncio.run(run(cp.api, daemons[1], args))
+        finally:
+            for daemon in daemons:
+                daemon.stop()
     return 0
 
 

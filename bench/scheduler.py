@@ -27,50 +27,27 @@ import io
 import os
 import pstats
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from common import PodWatch, control_plane, cpu_seconds, load, pct, rss_mb
 
 from controlplane.client.events import EventSink
 from controlplane.scheduler.config import SchedulerConfig
 from controlplane.scheduler.scheduler import Scheduler
 from controlplane.scheduler.testing import FakeAPI
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.etcd import Etcd
+from pinnace.local.daemon import PinnaceDaemon
 from pinnace.local.process import Process
 
 Object = dict[str, Any]
 ZONE = "topology.kubernetes.io/zone"
 CONCURRENCY = 64  # the scheduler's RESTClient connection limit; the bench uses the same
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def rss_mb(pid: int) -> float:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmRSS:"):
-            return int(row.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the workload ---------------------------------------------------------------------------------
@@ -231,54 +208,27 @@ async def raw_bindings(http: aiohttp.ClientSession, nodes: int, count: int) -> t
     return rate, create_rate
 
 
-class BoundWatch:
-    """Watch a namespace's pods; note when each is first seen with a nodeName.
+class BoundWatch(PodWatch):
+    """Watch a namespace's pods; note when each is first seen with a nodeName (pods found bound
+    by a relist are counted as bound then)."""
 
-    A watch that ends or expires (410: this client fell behind the apiserver's window) is
-    resumed from a fresh list; pods found bound by that list are counted as bound then.
-    """
+    events = ("ADDED", "MODIFIED", "DELETED")
 
     def __init__(self, http: aiohttp.ClientSession, ns: str, count: int) -> None:
-        self.http, self.ns, self.count = http, ns, count
+        super().__init__(http, ns)
+        self.count = count
         self.bound: dict[str, float] = {}
-        self.relists = 0
         self.done = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
 
-    def _seen(self, obj: Object) -> None:
-        name = obj["metadata"]["name"]
-        if name not in self.bound and (obj.get("spec") or {}).get("nodeName"):
+    def observe(self, pod: Object) -> None:
+        name = pod["metadata"]["name"]
+        if name not in self.bound and (pod.get("spec") or {}).get("nodeName"):
             self.bound[name] = time.perf_counter()
             if len(self.bound) == self.count:
                 self.done.set()
 
-    async def _list(self) -> str:
-        async with self.http.get(f"/api/v1/namespaces/{self.ns}/pods") as r:
-            listed = orjson.loads(await r.read())
-        for obj in listed["items"]:
-            self._seen(obj)
-        return str(listed["metadata"]["resourceVersion"])
-
-    async def start(self) -> None:
-        rv = await self._list()
-        self.task = asyncio.create_task(self._watch(rv))
-
-    async def _watch(self, rv: str) -> None:
-        while not self.done.is_set():
-            url = (f"/api/v1/namespaces/{self.ns}/pods?watch=true&resourceVersion={rv}"
-                   "&allowWatchBookmarks=true")
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as r:
-                async for line in r.content:
-                    event = orjson.loads(line)
-                    if event["type"] == "ERROR":
-                        break
-                    rv = event["object"]["metadata"].get("resourceVersion") or rv
-                    if event["type"] != "BOOKMARK":
-                        self._seen(event["object"])
-                    if self.done.is_set():
-                        return
-            self.relists += 1
-            rv = await self._list()
+    def finished(self) -> bool:
+        return self.done.is_set()
 
     async def wait(self, timeout: float, stall: float = 30.0) -> None:
         """Until every pod is bound, `timeout` passes, or nothing is bound for `stall` s (a pod
@@ -300,14 +250,18 @@ class BoundWatch:
 
 
 def start_scheduler(api: APIServerProcess, base: Path, name: str, profile: bool) -> Process:
-    log = base / f"{name}.log"
     python = [sys.executable, "-m", "cProfile", "-o", str(base / f"{name}.prof")] if profile \
         else [sys.executable]
-    process = Process(name, [*python, "-m", "pinnace", "scheduler", "--kubeconfig",
-                             str(api.kubeconfig), "--leader-elect=false", "--scheduler-name",
-                             name, "--v", "1"], log)
+    process = PinnaceDaemon("scheduler", ["--kubeconfig", str(api.kubeconfig),
+                                          "--leader-elect=false", "--scheduler-name", name,
+                                          "--v", "1"], base / f"{name}.log", name=name,
+                            python=python)
     process.start()
-    process.wait_ready(lambda: "caches synced" in log.read_text(), timeout=120)
+    try:
+        process.wait_notified(120)
+    except Exception:
+        process.stop()
+        raise
     return process
 
 
@@ -409,17 +363,8 @@ def main() -> int:
     # SIGTERM (and SIGINT, which a background job ignores) stops the run and what it started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    base = Path(tempfile.mkdtemp(prefix="pn-bench-sched-", dir="/tmp"))
-    etcd = Etcd(base / "etcd")
-    api = APIServerProcess(base / "api", etcd.endpoint, extra=("--v", "0"))
-    try:
-        etcd.start()
-        api.start()
-        asyncio.run(through_api(api, base, args))
-    finally:
-        api.stop()
-        etcd.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with control_plane("pn-bench-sched-") as cp:
+        asyncio.run(through_api(cp.api, cp.base, args))
     return 0
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import upcluster
-from harness import Kubectl, NodeEnv, Pods, remove_sandboxes
+from harness import HOST_POD_CIDR, Kubectl, NodeEnv, Pods, remove_sandboxes, started
 
 from agent.images import build
+from controlplane.client import kubeconfig
+from controlplane.client.rest import RESTClient
 from cri.runtime import RuntimeClient
 from pinnace.local import cleanup
 from pinnace.local.apiserver import APIServerProcess
@@ -74,35 +76,23 @@ def images(workdir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def etcd(workdir: Path) -> Iterator[Etcd]:
-    server = Etcd(workdir / "etcd")
-    try:
-        server.start()
+    with started(Etcd(workdir / "etcd")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def containerd(workdir: Path, images: dict[str, Path]) -> Iterator[Containerd]:
     """containerd in this network namespace, with pause and busybox imported."""
-    daemon = Containerd(workdir / "host", name="containerd-host", bridge=f"pnh{SUFFIX}",
-                        pod_cidr="10.253.1.0/24")
-    try:
-        daemon.start()
+    with started(Containerd(workdir / "host", name="containerd-host", bridge=f"pnh{SUFFIX}",
+                            pod_cidr=HOST_POD_CIDR)) as daemon:
         daemon.import_images(images["pause"], images["busybox"])
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="session")
 def registry(workdir: Path) -> Iterator[Registry]:
-    server = Registry(workdir / "registry-host")
-    try:
-        server.start()
+    with started(Registry(workdir / "registry-host")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -110,14 +100,10 @@ def node(workdir: Path, images: dict[str, Path], registry: Registry) -> Iterator
     n = Node(f"it{SUFFIX}", workdir / "node1", pod_cidr="10.253.2.0/24")
     node_registry = Registry(workdir / "node1", storage=registry.storage, name="registry-node1",
                              netns=n.netns.name)
-    try:
-        n.start()
+    with started(n):
         n.containerd.import_images(images["pause"], images["busybox"])
-        node_registry.start()
-        yield NodeEnv(n, node_registry)
-    finally:
-        node_registry.stop()
-        n.stop()
+        with started(node_registry):
+            yield NodeEnv(n, node_registry)
 
 
 @pytest.fixture
@@ -147,12 +133,18 @@ async def node_cri(node: NodeEnv) -> AsyncIterator[RuntimeClient]:
 @pytest.fixture(scope="session")
 def apiserver(workdir: Path, etcd: Etcd) -> Iterator[APIServerProcess]:
     """`pinnace apiserver` over the session's etcd (PKI made on first start)."""
-    server = APIServerProcess(workdir / "apiserver", etcd.endpoint)
-    try:
-        server.start()
+    with started(APIServerProcess(workdir / "apiserver", etcd.endpoint)) as server:
         yield server
+
+
+@pytest.fixture
+async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
+    """A RESTClient of the session's apiserver, as its admin; closed afterwards."""
+    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
+    try:
+        yield rest
     finally:
-        server.stop()
+        await rest.close()
 
 
 @pytest.fixture

@@ -7,72 +7,37 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, agent_daemon
 
 from agent import labels
-from controlplane.apiserver import pki
 from cri.runtime import RuntimeClient
 from cri.v1 import api_pb2 as api
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.containerd import Containerd
-from pinnace.local.process import Process, free_port
+from pinnace.local.daemon import PinnaceDaemon
+from pinnace.local.process import Process
 
 NODE = f"agent-{os.getpid() % 10000}"
 
 
 @pytest.fixture(scope="module")
 def agent(containerd: Containerd, apiserver: APIServerProcess,
-          workdir: Path) -> Iterator[Process]:
-    # The agent shares containerd's network namespace (ours), as on a real node: the CRI
-    # streaming server it bridges exec to listens on that namespace's loopback. Its CNI conflist
-    # goes to a directory of its own: containerd keeps the fixture's (bridge pnh..., 10.253.1/24).
-    base = workdir / "agent"
-    ca = apiserver.cert_dir
-    base.mkdir(parents=True, exist_ok=True)
-    pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{NODE}",
-                           hosts=["127.0.0.1", NODE], out_cert=base / "tls.crt",
-                           out_key=base / "tls.key")
-    process = Process("agent", [
-        sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
-        "--node-name", NODE, "--containerd", containerd.socket, "--root-dir",
-        str(base / "root"), "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.1.0/24",
-        "--cni-conf-dir", str(base / "cni"), "--port", str(free_port()),
-        "--address", "127.0.0.1", "--tls-cert-file", str(base / "tls.crt"),
-        "--tls-private-key-file", str(base / "tls.key"), "--client-ca-file", str(ca / "ca.crt"),
-    ], base / "agent.log")
-    process.start()
-    try:
+          workdir: Path) -> Iterator[PinnaceDaemon]:
+    # The agent shares containerd's network namespace (ours), as on a real node. Its CNI
+    # conflist goes to a directory of its own: containerd keeps the fixture's (bridge pnh...).
+    with agent_daemon(apiserver, containerd.socket, NODE, workdir / "agent") as process:
         yield process
-    finally:
-        process.stop()
-        # A Node without heartbeats would be tainted unreachable for later tests' schedulers.
-        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "delete", "node",
-                        NODE, "--wait=false"], capture_output=True, timeout=30)
 
 
 def wait_for(kubectl: Kubectl, check: str, *args: str, timeout: float = 60) -> dict[str, object]:
     """Poll `kubectl get ... -o json` until `check` (a Python expression over `o`) holds."""
-    deadline = time.monotonic() + timeout
-    obj: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        result = kubectl.run("get", *args, "-o", "json")
-        if result.returncode == 0:
-            obj = json.loads(result.stdout)
-            try:
-                if eval(check, {"json": json}, {"o": obj}):  # noqa: S307 - test-local
-                    return obj
-            except (KeyError, IndexError, TypeError):
-                pass  # not there yet
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {check}: {json.dumps(obj)[:2000]}")
+    return kubectl.get_until(check, *args, timeout=timeout)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import statistics
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,15 +25,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, agent_args, issue_agent_cert, started
 
 from agent import labels
-from controlplane.apiserver import pki
 from cri import errors as cri_errors
 from cri.runtime import RuntimeClient
 from cri.v1 import api_pb2 as api_pb
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.containerd import Containerd
+from pinnace.local.daemon import PinnaceDaemon
 from pinnace.local.etcd import Etcd
 from pinnace.local.process import Process, free_port
 
@@ -110,25 +109,13 @@ class NodeAgent:
         self.containerd = containerd
         self.process: Process | None = None
         self.port = 0
-        base.mkdir(parents=True, exist_ok=True)
-        ca = server.cert_dir
-        pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{self.name}",
-                               hosts=["127.0.0.1", self.name], out_cert=base / "tls.crt",
-                               out_key=base / "tls.key")
+        issue_agent_cert(server, self.name, base)
 
     def start(self, port: int = 0) -> None:
         self.port = port or free_port()
-        ca = self.server.cert_dir
-        self.process = Process(f"agent-{self.name}", [
-            sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(self.server.kubeconfig),
-            "--node-name", self.name, "--containerd", self.containerd.socket,
-            "--root-dir", str(self.base / "root"), "--pod-log-dir", str(self.base / "logs"),
-            "--pod-cidr", POD_CIDR, "--cni-conf-dir", str(self.base / "cni"),
-            "--port", str(self.port), "--address", "127.0.0.1",
-            "--tls-cert-file", str(self.base / "tls.crt"),
-            "--tls-private-key-file", str(self.base / "tls.key"),
-            "--client-ca-file", str(ca / "ca.crt"),
-        ], self.base / "agent.log")
+        self.process = PinnaceDaemon("agent", agent_args(
+            self.server, self.name, self.containerd.socket, self.base, port=self.port,
+            pod_cidr=POD_CIDR), self.base / "agent.log", name=f"agent-{self.name}")
         self.process.start()
 
     def stop(self) -> None:
@@ -138,25 +125,17 @@ class NodeAgent:
 
 @pytest.fixture
 def own_apiserver(workdir: Path, etcd: Etcd) -> Iterator[APIServerProcess]:
-    server = APIServerProcess(workdir / f"rs-apiserver-{uuid.uuid4().hex[:6]}", etcd.endpoint,
-                              name="apiserver-rs")
-    try:
-        server.start()
+    with started(APIServerProcess(workdir / f"rs-apiserver-{uuid.uuid4().hex[:6]}",
+                                  etcd.endpoint, name="apiserver-rs")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def own_containerd(workdir: Path, images: dict[str, Path]) -> Iterator[Containerd]:
-    daemon = Containerd(workdir / f"rs-node-{uuid.uuid4().hex[:6]}", name="containerd-rs",
-                        bridge=f"pnr{SUFFIX}", pod_cidr=POD_CIDR)
-    try:
-        daemon.start()
+    with started(Containerd(workdir / f"rs-node-{uuid.uuid4().hex[:6]}", name="containerd-rs",
+                            bridge=f"pnr{SUFFIX}", pod_cidr=POD_CIDR)) as daemon:
         daemon.import_images(images["pause"], images["busybox"])
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture

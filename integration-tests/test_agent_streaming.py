@@ -20,7 +20,6 @@ import select
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from harness import Kubectl, Pods
+from harness import Kubectl, Pods, agent_daemon
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -42,7 +41,6 @@ from cri.runtime import RuntimeClient
 from cri.v1 import api_pb2 as api
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.containerd import Containerd
-from pinnace.local.process import Process, free_port
 
 BUSYBOX = "localhost/busybox:1"
 NS = "default"
@@ -75,27 +73,9 @@ def node_agent(containerd: Containerd, apiserver: APIServerProcess,
     integration-tests/test_agent.py does); yields the node's name. Only for the test that uses
     it: a running agent takes the other tests' CRI-made pods, seen on containerd's event stream,
     for orphans of its own and stops them."""
-    name, base = f"{NODE}-agent", workdir / "streaming-agent"
-    ca = apiserver.cert_dir
-    base.mkdir(parents=True, exist_ok=True)
-    pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{name}",
-                           hosts=["127.0.0.1", name], out_cert=base / "tls.crt",
-                           out_key=base / "tls.key")
-    process = Process("agent", [
-        sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
-        "--node-name", name, "--containerd", containerd.socket, "--root-dir",
-        str(base / "root"), "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.1.0/24",
-        "--cni-conf-dir", str(base / "cni"), "--port", str(free_port()),
-        "--address", "127.0.0.1", "--tls-cert-file", str(base / "tls.crt"),
-        "--tls-private-key-file", str(base / "tls.key"), "--client-ca-file", str(ca / "ca.crt"),
-    ], base / "agent.log")
-    process.start()
-    try:
+    name = f"{NODE}-agent"
+    with agent_daemon(apiserver, containerd.socket, name, workdir / "streaming-agent"):
         yield name
-    finally:
-        process.stop()
-        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "delete", "node",
-                        name, "--wait=false"], capture_output=True, timeout=30)
 
 
 @dataclass

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from controlplane.api import errors
-from controlplane.client import kubeconfig
 from controlplane.client.informer import Informer
 from controlplane.client.leaderelection import LeaderElector
 from controlplane.client.rest import CONFIGMAPS, LEASES, NAMESPACES, RESTClient
-from pinnace.local.apiserver import APIServerProcess
-
-
-@pytest.fixture
-async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
-    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
-    try:
-        yield rest
-    finally:
-        await rest.close()
 
 
 @pytest.fixture

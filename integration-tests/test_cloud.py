@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, eventually, pinnace_daemon
 
 from controlplane.api import errors
-from controlplane.client import kubeconfig
 from controlplane.client.rest import EVENTS, LEASES, NAMESPACES, NODES, SERVICES, RESTClient
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.process import Process
+from pinnace.local.daemon import PinnaceDaemon
 
 Object = dict[str, Any]
 POOL = ["10.251.7.1", "10.251.7.2", "10.251.7.3"]
@@ -44,60 +43,30 @@ def cloud_dir(workdir: Path) -> Path:
     return base
 
 
-def start_ccm(apiserver: APIServerProcess, cloud_dir: Path, name: str, *,
-              wait: bool = True) -> Process:
-    log = cloud_dir / f"{name}.log"
-    proc = Process(name, [
-        sys.executable, "-m", "pinnace", "cloud-controller-manager",
-        "--kubeconfig", str(apiserver.kubeconfig), "--cloud-provider", "local",
-        "--cloud-config", str(cloud_dir / "cloud.yaml"), "--node-monitor-period=1s",
-        *LEASE_FLAGS], log)
-    proc.start()
-    if wait:
-        try:
-            proc.wait_ready(lambda: "controllers started" in log.read_text(), timeout=30)
-        except Exception:
-            proc.stop()
-            raise
-    return proc
+def ccm_daemon(apiserver: APIServerProcess, cloud_dir: Path, name: str,
+               status: str) -> AbstractContextManager[PinnaceDaemon]:
+    """A leader-elected CCM, yielded once ready as `status` says: "leading" or "standby"."""
+    return pinnace_daemon(
+        "cloud-controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
+        "--cloud-provider", "local", "--cloud-config", str(cloud_dir / "cloud.yaml"),
+        "--node-monitor-period=1s", *LEASE_FLAGS, log=cloud_dir / f"{name}.log", name=name,
+        status=status)
 
 
 @pytest.fixture(scope="module")
-def ccm(apiserver: APIServerProcess, cloud_dir: Path) -> Iterator[Process]:
-    proc = start_ccm(apiserver, cloud_dir, "ccm")
-    try:
+def ccm(apiserver: APIServerProcess, cloud_dir: Path) -> Iterator[PinnaceDaemon]:
+    with ccm_daemon(apiserver, cloud_dir, "ccm", "leading") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
-async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
-    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
-    try:
-        yield rest
-    finally:
-        await rest.close()
-
-
-@pytest.fixture
-async def ns(client: RESTClient, kubectl: Kubectl, ccm: Process) -> AsyncIterator[str]:
+async def ns(client: RESTClient, kubectl: Kubectl, ccm: PinnaceDaemon) -> AsyncIterator[str]:
     """A namespace whose Services are deleted (through the CCM's finalizer) afterwards."""
     name = f"lb-{uuid.uuid4().hex[:8]}"
     await client.create(NAMESPACES, {"metadata": {"name": name}})
     yield name
     await asyncio.to_thread(kubectl.run, "-n", name, "delete", "services", "--all",
                             "--timeout=30s")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def lb_manifest(name: str, **spec: Any) -> str:
@@ -185,7 +154,7 @@ async def test_type_change_class_and_requested_ip(client: RESTClient, kubectl: K
     assert not other["metadata"].get("finalizers") and await ingress_of(client, ns, "other") == []
 
 
-async def test_nodes_initialized_tainted_kept_and_deleted(client: RESTClient, ccm: Process,
+async def test_nodes_initialized_tainted_kept_and_deleted(client: RESTClient, ccm: PinnaceDaemon,
                                                           cloud_dir: Path) -> None:
     machines = cloud_dir / "instances"
     (machines / "machine-a").write_text(
@@ -237,14 +206,12 @@ async def test_nodes_initialized_tainted_kept_and_deleted(client: RESTClient, cc
 
 
 async def test_zz_leader_failover_keeps_addresses_unique(
-        client: RESTClient, kubectl: Kubectl, ns: str, ccm: Process,
+        client: RESTClient, kubectl: Kubectl, ns: str, ccm: PinnaceDaemon,
         apiserver: APIServerProcess, cloud_dir: Path) -> None:
     await apply(kubectl, ns, lb_manifest("x"))
     await apply(kubectl, ns, lb_manifest("y"))
     held = {await wait_ingress(client, ns, "x"), await wait_ingress(client, ns, "y")}
-    standby = start_ccm(apiserver, cloud_dir, "ccm-standby", wait=False)
-    try:
-        await asyncio.sleep(1.5)
+    with ccm_daemon(apiserver, cloud_dir, "ccm-standby", "standby") as standby:
         assert "controllers started" not in standby.log_path.read_text()  # not leading
         old = (await client.get(LEASES, "cloud-controller-manager", "kube-system"))["spec"]
         assert ccm.popen is not None
@@ -261,5 +228,3 @@ async def test_zz_leader_failover_keeps_addresses_unique(
         assert standby.popen is not None and standby.popen.returncode == 0
         released = (await client.get(LEASES, "cloud-controller-manager", "kube-system"))["spec"]
         assert not released.get("holderIdentity")
-    finally:
-        standby.stop()

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, eventually, pinnace_daemon
 
-from controlplane.client import kubeconfig
 from controlplane.client.events import EventSink
 from controlplane.client.rest import (
     CONFIGMAPS,
@@ -33,7 +32,7 @@ from controlplane.client.rest import (
     RESTClient,
 )
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.process import Process
+from pinnace.local.daemon import PinnaceDaemon
 
 Object = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
@@ -41,57 +40,29 @@ LEASE_FLAGS = ("--leader-elect-lease-duration=4s", "--leader-elect-renew-deadlin
                "--leader-elect-retry-period=0.5s")
 
 
-def start_controller_manager(apiserver: APIServerProcess, workdir: Path, name: str, *,
-                             wait: bool = True) -> Process:
-    log = workdir / "controller-manager" / f"{name}.log"
-    proc = Process(name, [
-        sys.executable, "-m", "pinnace", "controller-manager",
-        "--kubeconfig", str(apiserver.kubeconfig), "--leader-elect=true", *LEASE_FLAGS,
-        "--concurrent-deployment-syncs", "3"], log)
-    proc.start()
-    if wait:
-        try:
-            proc.wait_ready(lambda: "controllers started" in log.read_text(), timeout=30)
-        except Exception:
-            proc.stop()
-            raise
-    return proc
+def controller_manager_daemon(apiserver: APIServerProcess, workdir: Path, name: str,
+                              status: str) -> AbstractContextManager[PinnaceDaemon]:
+    """A leader-elected controller-manager, yielded once ready as `status` says: "leading" or
+    "standby"."""
+    return pinnace_daemon(
+        "controller-manager", "--kubeconfig", str(apiserver.kubeconfig), "--leader-elect=true",
+        *LEASE_FLAGS, "--concurrent-deployment-syncs", "3",
+        log=workdir / "controller-manager" / f"{name}.log", name=name, status=status)
 
 
 @pytest.fixture(scope="module")
-def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[Process]:
+def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[PinnaceDaemon]:
     """The leader. The failover test, the last of this module, kills it."""
-    proc = start_controller_manager(apiserver, workdir, "controller-manager")
-    try:
+    with controller_manager_daemon(apiserver, workdir, "controller-manager",
+                                   "leading") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
-async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
-    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
-    try:
-        yield rest
-    finally:
-        await rest.close()
-
-
-@pytest.fixture
-async def ns(client: RESTClient, controller_manager: Process) -> str:
+async def ns(client: RESTClient, controller_manager: PinnaceDaemon) -> str:
     name = f"cm-{uuid.uuid4().hex[:8]}"
     await client.create(NAMESPACES, {"metadata": {"name": name}})
     return name
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def run(kubectl: Kubectl, *args: str) -> str:
@@ -153,7 +124,7 @@ class Readiness:
             pass
 
 
-async def test_lease_is_held(client: RESTClient, controller_manager: Process) -> None:
+async def test_lease_is_held(client: RESTClient, controller_manager: PinnaceDaemon) -> None:
     lease = await client.get(LEASES, "kube-controller-manager", "kube-system")
     assert lease["spec"]["holderIdentity"]
 
@@ -370,13 +341,12 @@ async def test_repeated_events_bump_one_event(client: RESTClient, ns: str) -> No
 
 
 async def test_zz_leader_failover(client: RESTClient, ns: str, kubectl: Kubectl,
-                                  controller_manager: Process, apiserver: APIServerProcess,
+                                  controller_manager: PinnaceDaemon,
+                                  apiserver: APIServerProcess,
                                   workdir: Path) -> None:
     """Two controller-managers; the leader is killed; the standby leads within a lease."""
-    standby = start_controller_manager(apiserver, workdir, "controller-manager-standby",
-                                       wait=False)
-    try:
-        await asyncio.sleep(1)
+    with controller_manager_daemon(apiserver, workdir, "controller-manager-standby",
+                                   "standby") as standby:
         assert "controllers started" not in standby.log_path.read_text()  # not leading
         old = (await client.get(LEASES, "kube-controller-manager", "kube-system"))["spec"]
         assert controller_manager.popen is not None
@@ -393,5 +363,3 @@ async def test_zz_leader_failover(client: RESTClient, ns: str, kubectl: Kubectl,
         assert standby.popen is not None and standby.popen.returncode == 0
         released = (await client.get(LEASES, "kube-controller-manager", "kube-system"))["spec"]
         assert not released.get("holderIdentity")
-    finally:
-        standby.stop()

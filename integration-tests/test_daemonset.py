@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, pinnace_daemon, wait_for
 
 from controlplane.api import errors
 from controlplane.client import kubeconfig
@@ -34,17 +32,6 @@ from pinnace.local.process import Process
 Object = dict[str, Any]
 POOL = "pinnace.test/pool"
 CONTROLLERS = "daemonset,serviceaccount,podgc,garbagecollector"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def make_node(kubectl: Kubectl, name: str, labels: dict[str, str],
@@ -142,17 +129,6 @@ class Cluster:
     controller_manager: Process
 
 
-def start(name: str, argv: list[str], log: Path, ready: str) -> Process:
-    proc = Process(name, argv, log)
-    proc.start()
-    try:
-        proc.wait_ready(lambda: ready in log.read_text(), timeout=30)
-    except Exception:
-        proc.stop()
-        raise
-    return proc
-
-
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -165,7 +141,6 @@ def cluster(apiserver: APIServerProcess,
     names = [f"{pool}-{i}" for i in range(1, 4)]
     tainted = f"{pool}-tainted"
     made: list[str] = []
-    procs: list[Process] = []
     kubelet = FakeKubelet(apiserver, ns, {*names, tainted})
     try:
         for name in names:
@@ -175,20 +150,18 @@ def cluster(apiserver: APIServerProcess,
                   [pool_taint, {"key": "dedicated", "value": "db", "effect": "NoSchedule"}])
         made.append(tainted)
         kc = str(apiserver.kubeconfig)
-        procs.append(start("scheduler", [sys.executable, "-m", "pinnace", "scheduler",
-                                         "--kubeconfig", kc, "--leader-elect=false"],
-                           workdir / "scheduler.log", "caches synced"))
-        procs.append(start("controller-manager", [
-            sys.executable, "-m", "pinnace", "controller-manager", "--kubeconfig", kc,
-            "--leader-elect=false", f"--controllers={CONTROLLERS}",
-            "--pod-gc-check-period=1s", "--pod-gc-quarantine=2s"],
-            workdir / "controller-manager.log", "controllers started"))
-        kubelet.start()
-        yield Cluster(kubectl, ns, pool, names, tainted, kubelet, procs[1])
+        with (pinnace_daemon("scheduler", "--kubeconfig", kc, "--leader-elect=false",
+                             log=workdir / "scheduler.log"),
+              pinnace_daemon("controller-manager", "--kubeconfig", kc, "--leader-elect=false",
+                             f"--controllers={CONTROLLERS}", "--pod-gc-check-period=1s",
+                             "--pod-gc-quarantine=2s",
+                             log=workdir / "controller-manager.log") as controller_manager):
+            kubelet.start()
+            try:
+                yield Cluster(kubectl, ns, pool, names, tainted, kubelet, controller_manager)
+            finally:
+                kubelet.stop()
     finally:
-        kubelet.stop()
-        for proc in reversed(procs):
-            proc.stop()
         for name in made:
             kubectl.run("delete", "node", name, "--wait=false")
         kubectl.run("delete", "namespace", ns, "--wait=false")

@@ -11,17 +11,15 @@ blocking dependents are gone).
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, eventually, pinnace_daemon
 
 from controlplane.api import errors
-from controlplane.client import kubeconfig
 from controlplane.client.rest import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -40,26 +38,11 @@ CONTROLLERS = "deployment,replicaset,namespace,garbagecollector"
 
 @pytest.fixture(scope="module")
 def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[Process]:
-    log = workdir / "controller-manager" / "gc-namespaces.log"
-    proc = Process("controller-manager-gc", [
-        sys.executable, "-m", "pinnace", "controller-manager",
-        "--kubeconfig", str(apiserver.kubeconfig), "--leader-elect=false",
-        "--controllers", CONTROLLERS], log)
-    proc.start()
-    try:
-        proc.wait_ready(lambda: "controllers started" in log.read_text(), timeout=30)
+    with pinnace_daemon("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
+                        "--leader-elect=false", "--controllers", CONTROLLERS,
+                        log=workdir / "controller-manager" / "gc-namespaces.log",
+                        name="controller-manager-gc") as proc:
         yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture
-async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
-    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
-    try:
-        yield rest
-    finally:
-        await rest.close()
 
 
 @pytest.fixture
@@ -71,16 +54,6 @@ async def ns(client: RESTClient, controller_manager: Process) -> AsyncIterator[s
         await client.delete(NAMESPACES, name)
     except errors.NotFound:
         pass
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def run(kubectl: Kubectl, *args: str) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, agent_daemon, pinnace_daemon
 
-from controlplane.apiserver import pki
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.containerd import Containerd
-from pinnace.local.process import Process, free_port
+from pinnace.local.daemon import PinnaceDaemon
 
 Object = dict[str, Any]
 NODE = f"jobs-{os.getpid() % 10000}"
@@ -34,47 +31,23 @@ CONTROLLERS = "job,cronjob,ttl-after-finished,garbagecollector"
 
 @pytest.fixture(scope="module")
 def agent(containerd: Containerd, apiserver: APIServerProcess,
-          workdir: Path) -> Iterator[Process]:
-    base = workdir / "jobs-agent"
-    ca = apiserver.cert_dir
-    base.mkdir(parents=True, exist_ok=True)
-    pki.issue_serving_cert(ca / "ca.crt", ca / "ca.key", common_name=f"system:node:{NODE}",
-                           hosts=["127.0.0.1", NODE], out_cert=base / "tls.crt",
-                           out_key=base / "tls.key")
-    process = Process("jobs-agent", [
-        sys.executable, "-m", "pinnace", "agent", "--kubeconfig", str(apiserver.kubeconfig),
-        "--node-name", NODE, "--containerd", containerd.socket, "--root-dir",
-        str(base / "root"), "--pod-log-dir", str(base / "logs"), "--pod-cidr", "10.253.1.0/24",
-        "--cni-conf-dir", str(base / "cni"), "--port", str(free_port()),
-        "--address", "127.0.0.1", "--tls-cert-file", str(base / "tls.crt"),
-        "--tls-private-key-file", str(base / "tls.key"), "--client-ca-file", str(ca / "ca.crt"),
-    ], base / "agent.log")
-    process.start()
-    try:
+          workdir: Path) -> Iterator[PinnaceDaemon]:
+    with agent_daemon(apiserver, containerd.socket, NODE, workdir / "jobs-agent",
+                    name="jobs-agent") as process:
         yield process
-    finally:
-        process.stop()
-        subprocess.run(["kubectl", "--kubeconfig", str(apiserver.kubeconfig), "delete", "node",
-                        NODE, "--wait=false"], capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
-def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[Process]:
-    log = workdir / "controller-manager" / "jobs.log"
-    proc = Process("controller-manager-jobs", [
-        sys.executable, "-m", "pinnace", "controller-manager",
-        "--kubeconfig", str(apiserver.kubeconfig), "--leader-elect=false",
-        "--controllers", CONTROLLERS], log)
-    proc.start()
-    try:
-        proc.wait_ready(lambda: "controllers started" in log.read_text(), timeout=30)
+def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[PinnaceDaemon]:
+    with pinnace_daemon("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
+                        "--leader-elect=false", "--controllers", CONTROLLERS,
+                        log=workdir / "controller-manager" / "jobs.log",
+                        name="controller-manager-jobs") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
-def ns(kubectl: Kubectl, agent: Process, controller_manager: Process) -> str:
+def ns(kubectl: Kubectl, agent: PinnaceDaemon, controller_manager: PinnaceDaemon) -> str:
     name = f"j-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     return name
@@ -86,19 +59,7 @@ def get(kubectl: Kubectl, *args: str) -> Object:
 
 def wait_until(kubectl: Kubectl, check: str, *args: str, timeout: float = 90) -> Object:
     """Poll `kubectl get ... -o json` until `check` (Python over `o`) holds."""
-    deadline = time.monotonic() + timeout
-    obj: Object = {}
-    while time.monotonic() < deadline:
-        result = kubectl.run("get", *args, "-o", "json")
-        if result.returncode == 0:
-            obj = json.loads(result.stdout)
-            try:
-                if eval(check, {}, {"o": obj}):  # noqa: S307 - test-local
-                    return obj
-            except (KeyError, IndexError, TypeError):
-                pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {check}: {json.dumps(obj)[:3000]}")
+    return kubectl.get_until(check, *args, timeout=timeout, interval=0.5)
 
 
 def job_manifest(name: str, ns: str, command: str, **spec: Any) -> str:

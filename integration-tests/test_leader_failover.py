@@ -14,17 +14,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, pinnace_daemon, wait_for
 
 from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.process import Process
@@ -42,17 +40,6 @@ class Env:
     workdir: Path
     ns: str
     pool: str
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +92,6 @@ class Pair:
     leader_id: str
 
 
-def logged(process: Process, text: str) -> Callable[[], bool]:
-    return lambda: text in process.log_path.read_text()
-
-
-# What each component logs once it campaigns, and once it leads and works.
-CAMPAIGNING = {"scheduler": "campaigning for lease", "controller-manager": "identity="}
-LEADING = {"scheduler": "caches synced", "controller-manager": "controllers started"}
 IDENTITY = {"scheduler": "as {}", "controller-manager": "identity={}"}  # how each names itself
 
 
@@ -122,33 +102,27 @@ def has_identity(process: Process, identity: str) -> bool:
 
 @contextmanager
 def pair(env: Env, component: str, lease: str, flags: list[str]) -> Iterator[Pair]:
-    """Two `pinnace <component>` campaigning for `lease`; yields once one leads and works."""
-    campaigning, leading = CAMPAIGNING[component], LEADING[component]
-    processes = []
-    try:
-        for i in (1, 2):
-            log = env.workdir / f"{lease}-{i}.log"
-            process = Process(f"{component}-{i}", [
-                sys.executable, "-m", "pinnace", component, "--kubeconfig",
-                str(env.apiserver.kubeconfig), *flags], log)
-            process.start()
-            processes.append(process)
+    """Two `pinnace <component>` campaigning for `lease`, started at once; yields once one
+    leads with synced caches and the other stands by (both said READY=1)."""
+    with ExitStack() as stack:
+        processes = [stack.enter_context(pinnace_daemon(
+            component, "--kubeconfig", str(env.apiserver.kubeconfig), *flags,
+            log=env.workdir / f"{lease}-{i}.log", name=f"{component}-{i}", wait=False))
+            for i in (1, 2)]
         for process in processes:
-            process.wait_ready(logged(process, campaigning), timeout=30)
+            process.wait_notified(30)
         leader_id = wait_for(lambda: holder(env, lease), "a leader", 30)
         leader, standby = processes if has_identity(processes[0], leader_id) else (
             processes[1], processes[0])
         assert has_identity(leader, leader_id)
         try:
-            wait_for(logged(leader, leading), "the leader to work", 30)
+            wait_for(lambda: leader.status == "leading; caches synced", "the leader to work",
+                     30)
         except AssertionError as exc:
             raise AssertionError(f"{exc} (leader {leader_id}):\n{leader.log_tail(30)}\n"
                                  f"standby:\n{standby.log_tail(30)}") from None
-        assert leading not in standby.log_path.read_text()  # the standby only campaigns
+        assert standby.status == f"standby; {leader_id} leads"  # the standby only campaigns
         yield Pair(leader, standby, leader_id)
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def create_pod(env: Env, name: str, scheduler: str) -> None:

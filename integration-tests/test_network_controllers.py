@@ -10,16 +10,15 @@ this module runs: their taints and conditions are put back when it ends.
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Kubectl
+from harness import Kubectl, eventually, pinnace_daemon
 
 from controlplane.api import errors
 from controlplane.client import kubeconfig
@@ -83,28 +82,17 @@ def controller_manager(apiserver: APIServerProcess, workdir: Path) -> Iterator[P
             await client.close()
 
     before = asyncio.run(with_client(_snapshot))
-    log = workdir / "controller-manager" / "network.log"
-    proc = Process("controller-manager-network", [
-        sys.executable, "-m", "pinnace", "controller-manager",
-        "--kubeconfig", str(apiserver.kubeconfig), "--leader-elect=false",
-        "--controllers=endpoint,endpointslice,nodeipam,nodelifecycle",
-        f"--node-monitor-grace-period={GRACE}s", "--node-startup-grace-period=5s"], log)
-    proc.start()
     try:
-        proc.wait_ready(lambda: "controllers started" in log.read_text(), timeout=30)
-        yield proc
+        with pinnace_daemon("controller-manager", "--kubeconfig", str(apiserver.kubeconfig),
+                            "--leader-elect=false",
+                            "--controllers=endpoint,endpointslice,nodeipam,nodelifecycle",
+                            f"--node-monitor-grace-period={GRACE}s",
+                            "--node-startup-grace-period=5s",
+                            log=workdir / "controller-manager" / "network.log",
+                            name="controller-manager-network") as proc:
+            yield proc
     finally:
-        proc.stop()
         asyncio.run(with_client(lambda c: _restore(c, before)))
-
-
-@pytest.fixture
-async def client(apiserver: APIServerProcess) -> AsyncIterator[RESTClient]:
-    rest = RESTClient(kubeconfig.load(apiserver.kubeconfig))
-    try:
-        yield rest
-    finally:
-        await rest.close()
 
 
 @pytest.fixture
@@ -112,20 +100,6 @@ async def ns(client: RESTClient, controller_manager: Process) -> str:
     name = f"net-{uuid.uuid4().hex[:8]}"
     await client.create(NAMESPACES, {"metadata": {"name": name}})
     return name
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str,
-                     timeout: float = 30) -> Any:
-    """Await `check()` until it returns something truthy; fail naming `what`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 class Nodes:

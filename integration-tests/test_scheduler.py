@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from harness import Kubectl
+from harness import Kubectl, pinnace_daemon, wait_for
 
 from pinnace.local.apiserver import APIServerProcess
-from pinnace.local.process import Process
+from pinnace.local.daemon import PinnaceDaemon
 
 POOL = "pinnace.test/pool"
 
@@ -38,17 +38,6 @@ class Cluster:
 
     def node(self, short: str) -> str:
         return f"{self.pool}-{short}"
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def make_node(kubectl: Kubectl, name: str, pool: str, *, cpu: str, memory: str = "8Gi",
@@ -70,15 +59,11 @@ def make_node(kubectl: Kubectl, name: str, pool: str, *, cpu: str, memory: str =
             json.dumps(status))
 
 
-def start_scheduler(apiserver: APIServerProcess, workdir: Path, name: str, *extra: str,
-                    ready: str = "caches synced") -> Process:
-    """Start `pinnace scheduler` and wait for `ready` in its log (default: it schedules)."""
-    log = workdir / f"{name}.log"
-    process = Process(name, [sys.executable, "-m", "pinnace", "scheduler", "--kubeconfig",
-                             str(apiserver.kubeconfig), *extra], log)
-    process.start()
-    process.wait_ready(lambda: ready in log.read_text(), timeout=30)
-    return process
+def scheduler_daemon(apiserver: APIServerProcess, workdir: Path, name: str,
+                     *extra: str) -> AbstractContextManager[PinnaceDaemon]:
+    """`pinnace scheduler`, yielded once it leads with synced caches (it schedules)."""
+    return pinnace_daemon("scheduler", "--kubeconfig", str(apiserver.kubeconfig), *extra,
+                          log=workdir / f"{name}.log", name=name, status="leading")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +76,6 @@ def cluster(apiserver: APIServerProcess,
     ns = f"sched-{pool}"
     kubectl("create", "namespace", ns)
     names: list[str] = []
-    scheduler: Process | None = None
     try:
         for short, cpu, extra in (
                 ("small", "1", {"memory": "2Gi"}),
@@ -101,11 +85,9 @@ def cluster(apiserver: APIServerProcess,
                 ("notready", "16", {"ready": "False"})):
             names.append(f"{pool}-{short}")
             make_node(kubectl, names[-1], pool, cpu=cpu, **extra)  # type: ignore[arg-type]
-        scheduler = start_scheduler(apiserver, workdir, "scheduler")
-        yield Cluster(kubectl, ns, pool, names, workdir)
+        with scheduler_daemon(apiserver, workdir, "scheduler"):
+            yield Cluster(kubectl, ns, pool, names, workdir)
     finally:
-        if scheduler is not None:
-            scheduler.stop()
         for name in names:
             kubectl.run("delete", "node", name, "--wait=false")
 
@@ -230,9 +212,8 @@ def test_second_scheduler_takes_only_its_own_pods(cluster: Cluster,
                                                   apiserver: APIServerProcess) -> None:
     c = cluster
     custom = f"{c.pool}-custom"
-    second = start_scheduler(apiserver, c.workdir, "custom-scheduler", "--scheduler-name",
-                             custom, "--leader-elect=false")
-    try:
+    with scheduler_daemon(apiserver, c.workdir, "custom-scheduler", "--scheduler-name", custom,
+                          "--leader-elect=false") as second:
         create_pod(c, "for-custom", scheduler=custom, cpu="100m")
         create_pod(c, "for-nobody", scheduler="nobody-runs-this")
         create_pod(c, "for-default", cpu="100m")
@@ -245,6 +226,4 @@ def test_second_scheduler_takes_only_its_own_pods(cluster: Cluster,
         orphan = get_pod(c, "for-nobody")
         assert not orphan["spec"].get("nodeName") and condition(orphan) is None
         assert events_for(c, "for-nobody") == []
-    finally:
-        second.stop()
     assert not second.alive()

@@ -20,7 +20,7 @@ from typing import Any
 from controlplane.api import errors
 from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.rest import NODES
-from controlplane.cloud.provider import CloudProvider, InstanceMetadata, InstancesV2
+from controlplane.cloud.provider import CloudProvider, InstanceMetadata, InstancesV2, instances_of
 from controlplane.controllers.base import Controller, ControllerContext, SyncError, deep_copy
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,7 @@ class CloudNodeController(Controller):
 
     def __init__(self, ctx: ControllerContext, cloud: CloudProvider) -> None:
         super().__init__(ctx)
-        instances = cloud.instances_v2()
-        if instances is None:
-            raise ValueError(f"cloud provider {cloud.provider_name()} has no instances")
-        self.instances: InstancesV2 = instances
+        self.instances: InstancesV2 = instances_of(cloud)
         self.nodes = ctx.informers.lister(NODES)
         self.nodes.informer.add_handlers(on_add=self._seen,
                                          on_update=lambda _old, cur: self._seen(cur))

@@ -18,7 +18,7 @@ from typing import Any
 from controlplane.api import errors
 from controlplane.client.events import NORMAL
 from controlplane.client.rest import NODES
-from controlplane.cloud.provider import CloudProvider, InstancesV2
+from controlplane.cloud.provider import CloudProvider, InstancesV2, instances_of
 from controlplane.controllers.base import Controller, ControllerContext, deep_copy
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,7 @@ class CloudNodeLifecycleController(Controller):
 
     def __init__(self, ctx: ControllerContext, cloud: CloudProvider) -> None:
         super().__init__(ctx)
-        instances = cloud.instances_v2()
-        if instances is None:
-            raise ValueError(f"cloud provider {cloud.provider_name()} has no instances")
-        self.instances: InstancesV2 = instances
+        self.instances: InstancesV2 = instances_of(cloud)
         self.period = float(ctx.options.get("node_monitor_period") or DEFAULT_MONITOR_PERIOD)
         self.nodes = ctx.informers.lister(NODES)
         self.nodes.informer.add_handlers(on_add=self.enqueue, on_update=self._updated)

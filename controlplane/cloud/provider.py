@@ -120,6 +120,14 @@ class CloudProvider(Protocol):
     def routes(self) -> Routes | None: ...
 
 
+def instances_of(cloud: CloudProvider) -> InstancesV2:
+    """The cloud's InstancesV2, for the controllers that need it (ValueError: it has none)."""
+    instances = cloud.instances_v2()
+    if instances is None:
+        raise ValueError(f"cloud provider {cloud.provider_name()} has no instances")
+    return instances
+
+
 def load_balancer_name(service: Object) -> str:
     """Kubernetes' DefaultLoadBalancerName: "a" + the service's uid without dashes, at most 32."""
     uid = str((service.get("metadata") or {}).get("uid") or "").replace("-", "")

@@ -112,6 +112,10 @@ class ControllerContext:
     clock: Clock = utc_now
     options: dict[str, Any] = field(default_factory=dict)  # flag values by dest name
 
+    def option_values(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """The flag values `defaults` names, each its default where the flag was not given."""
+        return {name: self.options.get(name, value) for name, value in defaults.items()}
+
 
 class Controller:
     """A queue of keys, N workers and a `sync(key)`; subclasses register their handlers."""

@@ -25,7 +25,10 @@ from controlplane.client.rest import RESTClient
 from controlplane.cloud import manager as cloud_manager
 from controlplane.cloud import registry
 from controlplane.controllers import manager
-from controlplane.controllers.main import boolean, duration, run_leader_elected
+from controlplane.controllers.main import (
+    add_leader_election_flags,
+    run_leader_elected,
+)
 
 log = logging.getLogger("pinnace.cloud-controller-manager")
 
@@ -42,13 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated controllers: '*' for the defaults, 'foo' to enable, "
                         "'-foo' to disable; known: "
                         + ", ".join(r.name for r in cloud_manager.REGISTRY))
-    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
-                   metavar="true|false")
-    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0)
-    p.add_argument("--leader-elect-resource-name", default="cloud-controller-manager")
-    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    add_leader_election_flags(p, "cloud-controller-manager")
     manager.add_flags(p, cloud_manager.unbound())
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     return p

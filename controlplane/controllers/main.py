@@ -44,6 +44,17 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
 
 
+def add_leader_election_flags(p: argparse.ArgumentParser, lease: str) -> None:
+    """The --leader-elect* flags `run_leader_elected` reads; `lease` names the default Lease."""
+    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
+                   metavar="true|false")
+    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0)
+    p.add_argument("--leader-elect-resource-name", default=lease)
+    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pinnace controller-manager",
                                 description=__doc__.splitlines()[0])
@@ -52,13 +63,7 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated controllers: '*' for the defaults, 'foo' to enable, "
                         "'-foo' to disable; known: "
                         + ", ".join(r.name for r in manager.REGISTRY))
-    p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,
-                   metavar="true|false")
-    p.add_argument("--leader-elect-lease-duration", type=duration, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=duration, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=duration, default=2.0)
-    p.add_argument("--leader-elect-resource-name", default="kube-controller-manager")
-    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    add_leader_election_flags(p, "kube-controller-manager")
     manager.add_flags(p)
     p.add_argument("-v", "--v", type=int, default=1, help="log verbosity (0-4)")
     return p

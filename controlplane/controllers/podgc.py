@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from controlplane.api import errors
-from controlplane.api.meta import parse_time
 from controlplane.client.rest import NODES, PODS
 from controlplane.controllers.base import Controller, ControllerContext
+from controlplane.controllers.pods import created_at
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
@@ -53,14 +53,6 @@ def is_terminated(pod: Object) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Pending", "Running", "Unknown")
 
 
-def _created(pod: Object) -> float:
-    raw = pod["metadata"].get("creationTimestamp")
-    try:
-        return parse_time(str(raw)).timestamp() if raw else 0.0
-    except ValueError:
-        return 0.0
-
-
 def terminated_to_delete(pods: Iterable[Object], threshold: int) -> list[Object]:
     """The terminated pods beyond `threshold`: evicted first, then oldest, then by name."""
     terminated = [p for p in pods if is_terminated(p)]
@@ -72,7 +64,7 @@ def terminated_to_delete(pods: Iterable[Object], threshold: int) -> list[Object]
         status = pod.get("status") or {}
         return status.get("phase") == "Failed" and status.get("reason") == "Evicted"
 
-    terminated.sort(key=lambda p: (0 if evicted(p) else 1, _created(p), p["metadata"]["name"]))
+    terminated.sort(key=lambda p: (0 if evicted(p) else 1, created_at(p), p["metadata"]["name"]))
     return terminated[:excess]
 
 
@@ -129,7 +121,7 @@ class PodGCController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        option = {k: ctx.options.get(k, v) for k, v in DEFAULTS.items()}
+        option = ctx.option_values(DEFAULTS)
         self.threshold = int(option["terminated_pod_gc_threshold"])
         self.period = float(option["pod_gc_check_period"])
         self.quarantine = Quarantine(float(option["pod_gc_quarantine"]))

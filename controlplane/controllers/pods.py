@@ -68,6 +68,11 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
+def created_at(obj: Object) -> float:
+    """The object's creationTimestamp as POSIX seconds; 0.0 (the oldest) when unset or bad."""
+    return _timestamp(obj["metadata"].get("creationTimestamp")) or 0.0
+
+
 def _deletion_cost(pod: Object) -> int:
     raw = (pod["metadata"].get("annotations") or {}).get(DELETION_COST)
     try:

@@ -10,16 +10,14 @@ Informer handlers only enqueue RS keys and lower expectations; they never call t
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.meta import controller_of
 from controlplane.api.selectors import LabelSelector
-from controlplane.client.events import NORMAL, WARNING
+from controlplane.client.events import WARNING
 from controlplane.client.rest import PODS, REPLICASETS
 from controlplane.controllers import pods as podutil
 from controlplane.controllers.base import (
@@ -31,6 +29,7 @@ from controlplane.controllers.base import (
     split_key,
 )
 from controlplane.controllers.expectations import Expectations
+from controlplane.controllers.podcontrol import PodControl
 from controlplane.controllers.refmanager import claim, recheck_owner
 from controlplane.controllers.status import condition_of, conditions_set, status_patch
 
@@ -39,25 +38,6 @@ Object = dict[str, Any]
 BURST_REPLICAS = 500  # creates or deletes per sync (Kubernetes' burstReplicas)
 SLOW_START_INITIAL_BATCH = 1
 REPLICA_FAILURE = "ReplicaFailure"
-
-
-async def slow_start_batch(count: int, initial: int,
-                           fn: Callable[[], Awaitable[None]]) -> tuple[int, Exception | None]:
-    """Call `fn` `count` times in batches of initial, 2*initial, ...; stop after a batch with a
-    failure. Return (successes, the first error)."""
-    successes, remaining, batch = 0, count, min(count, initial)
-    while batch > 0:
-        results = await asyncio.gather(*(fn() for _ in range(batch)), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        successes += batch - len(failures)
-        if failures:
-            first = failures[0]
-            if not isinstance(first, Exception):
-                raise first
-            return successes, first
-        remaining -= batch
-        batch = min(2 * batch, remaining)
-    return successes, None
 
 
 class ReplicaSetController(Controller):
@@ -71,6 +51,7 @@ class ReplicaSetController(Controller):
         self.rses = ctx.informers.lister(REPLICASETS)
         self.pods = ctx.informers.lister(PODS)
         self.expectations = Expectations()  # touched by handlers and workers, one loop
+        self.pod_control = PodControl(self, self.expectations)
         self.burst_replicas = BURST_REPLICAS
         self.rses.informer.add_handlers(on_add=self.enqueue, on_update=self._update_rs,
                                         on_delete=self._delete_rs)
@@ -197,50 +178,20 @@ class ReplicaSetController(Controller):
             await self._delete(rs, key, pods, min(diff, self.burst_replicas))
 
     async def _create(self, rs: Object, key: str, count: int) -> None:
-        self.expectations.expect_creations(key, count)
         owner_ref = controller_ref(rs, self.api_version, self.kind)
         template = rs["spec"].get("template") or {}
-        namespace = rs["metadata"]["namespace"]
 
-        async def create_one() -> None:
+        def make() -> Object:
             pod = podutil.pod_from_template(template, rs["metadata"]["name"], owner_ref)
             if not pod["metadata"]["labels"]:
                 raise errors.Invalid("unable to create pods, no labels")
-            try:
-                created = await self.client.create(PODS, pod, namespace)
-            except errors.APIError as exc:
-                self.event(rs, WARNING, "FailedCreate", f"Error creating: {exc}")
-                raise
-            self.event(rs, NORMAL, "SuccessfulCreate",
-                       f"Created pod: {created['metadata']['name']}")
+            return pod
 
-        successes, error = await slow_start_batch(count, SLOW_START_INITIAL_BATCH, create_one)
-        for _ in range(count - successes):
-            self.expectations.creation_observed(key)  # never attempted, or failed: no event
-        if error is not None:
-            raise error
+        await self.pod_control.create(rs, key, count, make, initial=SLOW_START_INITIAL_BATCH)
 
     async def _delete(self, rs: Object, key: str, pods: list[Object], count: int) -> None:
         related = self._related_pods(rs)
-        victims = podutil.deletion_order(pods, related)[:count]
-        self.expectations.expect_deletions(key, [podutil.pod_key(p) for p in victims])
-
-        async def delete_one(pod: Object) -> None:
-            m = pod["metadata"]
-            try:
-                await self.client.delete(PODS, m["name"], m["namespace"])
-            except errors.APIError as exc:
-                self.expectations.deletion_observed(key, podutil.pod_key(pod))
-                if isinstance(exc, errors.NotFound):
-                    return
-                self.event(rs, WARNING, "FailedDelete", f"Error deleting: {exc}")
-                raise
-            self.event(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {m['name']}")
-
-        results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await self.pod_control.delete(rs, key, podutil.deletion_order(pods, related)[:count])
 
     def _related_pods(self, rs: Object) -> list[Object]:
         """Pods of the ReplicaSets that share this one's owner (they share nodes too)."""

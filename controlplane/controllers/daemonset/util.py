@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from controlplane.api.errors import APIError
-from controlplane.api.meta import parse_time
 from controlplane.api.selectors import Requirement, requirement
 from controlplane.controllers.nodelifecycle.taints import tolerates
+from controlplane.controllers.pods import created_at
 
 Object = dict[str, Any]
 HASH_LABEL = "controller-revision-hash"
@@ -206,18 +206,10 @@ def is_updated(pod: Object, hash_: str, generation: int | None) -> bool:
     return bool(hash_) and labels.get(HASH_LABEL) == hash_
 
 
-def _created(pod: Object) -> float:
-    raw = pod["metadata"].get("creationTimestamp")
-    try:
-        return parse_time(str(raw)).timestamp() if raw else 0.0
-    except ValueError:
-        return 0.0
-
-
 def by_age(pods: Iterable[Object]) -> list[Object]:
     """Scheduled pods first, then oldest first, then by name (podByCreationTimestampAndPhase)."""
     return sorted(pods, key=lambda p: (0 if (p.get("spec") or {}).get("nodeName") else 1,
-                                       _created(p), p["metadata"]["name"]))
+                                       created_at(p), p["metadata"]["name"]))
 
 
 def is_terminal(pod: Object) -> bool:

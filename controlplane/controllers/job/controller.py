@@ -34,8 +34,8 @@ from controlplane.controllers.base import (
 )
 from controlplane.controllers.expectations import Expectations
 from controlplane.controllers.job import indexes, logic, tracking
+from controlplane.controllers.podcontrol import PodControl
 from controlplane.controllers.refmanager import SMP, claim, recheck_owner
-from controlplane.controllers.replicaset import slow_start_batch
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
@@ -53,6 +53,7 @@ class JobController(Controller):
         self.jobs = ctx.informers.lister(JOBS)
         self.pods = ctx.informers.lister(PODS)
         self.expectations = Expectations()  # pod creates/deletes in flight, by job key
+        self.pod_control = PodControl(self, self.expectations)
         self.in_flight: dict[str, set[str]] = {}  # job key -> uids whose finalizer we removed
         self.jobs.informer.add_handlers(on_add=self.enqueue, on_update=self._update_job,
                                         on_delete=self._delete_job)
@@ -244,13 +245,12 @@ class JobController(Controller):
     async def _create_pods(self, job: Object, key: str, slots: list[int | None]) -> int:
         if not slots:
             return 0
-        self.expectations.expect_creations(key, len(slots))
         owner_ref = controller_ref(job, self.api_version, self.kind)
         template = (job.get("spec") or {}).get("template") or {}
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        name = job["metadata"]["name"]
         queue = list(slots)
 
-        async def create_one() -> None:
+        def make() -> Object:
             pod = podutil.pod_from_template(template, name, owner_ref)
             finalizers = pod["metadata"].setdefault("finalizers", [])
             if logic.FINALIZER not in finalizers:
@@ -258,43 +258,14 @@ class JobController(Controller):
             index = queue.pop(0)
             if index is not None:
                 indexes.decorate(pod, name, index)
-            try:
-                created = await self.client.create(PODS, pod, namespace)
-            except errors.APIError as exc:
-                self.event(job, WARNING, "FailedCreate", f"Error creating: {exc}")
-                raise
-            self.event(job, NORMAL, "SuccessfulCreate",
-                       f"Created pod: {created['metadata']['name']}")
+            return pod
 
-        successes, error = await slow_start_batch(len(slots), 1, create_one)
-        for _ in range(len(slots) - successes):
-            self.expectations.creation_observed(key)
-        if error is not None:
-            raise error
-        return successes
+        return await self.pod_control.create(job, key, len(slots), make)
 
     async def _delete_pods(self, job: Object, key: str, victims: list[Object]) -> int:
         if not victims:
             return 0
-        self.expectations.expect_deletions(key, [podutil.pod_key(p) for p in victims])
-
-        async def delete_one(pod: Object) -> None:
-            m = pod["metadata"]
-            try:
-                await self.client.delete(PODS, m["name"], m["namespace"])
-            except errors.APIError as exc:
-                self.expectations.deletion_observed(key, podutil.pod_key(pod))
-                if isinstance(exc, errors.NotFound):
-                    return
-                self.event(job, WARNING, "FailedDelete", f"Error deleting: {exc}")
-                raise
-            self.event(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {m['name']}")
-
-        results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return len(victims)
+        return await self.pod_control.delete(job, key, victims)
 
     # -- finalizers and status --------------------------------------------------------------------
 

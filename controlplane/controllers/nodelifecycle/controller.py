@@ -70,7 +70,7 @@ class NodeLifecycleController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        option = {k: ctx.options.get(k, v) for k, v in DEFAULTS.items()}
+        option = ctx.option_values(DEFAULTS)
         self.grace = float(option["node_monitor_grace_period"])
         self.startup_grace = float(option["node_startup_grace_period"])
         self.large_cluster = int(option["large_cluster_size_threshold"])

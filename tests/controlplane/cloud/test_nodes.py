@@ -144,3 +144,9 @@ def test_controllers_a_provider_cannot_serve_are_left_out() -> None:
     assert [r.name for r in bound] == ["service"]
     with pytest.raises(ValueError, match="'route' is not in the list of known controllers"):
         manager.enabled(["route"], cloud_manager.unbound())
+
+
+def test_both_node_controllers_need_the_clouds_instances() -> None:
+    for controller in (CloudNodeController, CloudNodeLifecycleController):
+        with pytest.raises(ValueError, match="cloud provider fake has no instances"):
+            controller(harness().context(), FakeCloud(instances=False))

@@ -81,3 +81,23 @@ async def test_a_failed_sync_is_retried_with_backoff_and_then_forgotten() -> Non
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await runner
+
+
+def test_option_values_fall_back_to_the_defaults_of_flags_not_given() -> None:
+    ctx = harness().context()
+    ctx.options = {"pod_gc_check_period": 1.0, "other": "x"}
+    assert ctx.option_values({"pod_gc_check_period": 20.0, "pod_gc_quarantine": 40.0}) == {
+        "pod_gc_check_period": 1.0, "pod_gc_quarantine": 40.0}
+
+
+def test_both_controller_managers_take_the_leader_election_flags_with_their_own_lease() -> None:
+    from controlplane.controllers import cloud_main
+
+    cm = main.parser().parse_args(["--kubeconfig", "k", "--leader-elect=false",
+                                   "--leader-elect-lease-duration=4s"])
+    ccm = cloud_main.parser().parse_args(["--kubeconfig", "k", "--cloud-provider", "local"])
+    assert (cm.leader_elect, cm.leader_elect_lease_duration) == (False, 4.0)
+    assert (ccm.leader_elect, ccm.leader_elect_lease_duration) == (True, 15.0)
+    assert cm.leader_elect_resource_name == "kube-controller-manager"
+    assert ccm.leader_elect_resource_name == "cloud-controller-manager"
+    assert cm.leader_elect_resource_namespace == ccm.leader_elect_resource_namespace

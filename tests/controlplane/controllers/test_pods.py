@@ -54,3 +54,9 @@ def test_pod_from_template_copies_labels_annotations_and_spec() -> None:
                                 "annotations": {"a": "b"}, "ownerReferences": [ref]}
     made["spec"]["containers"][0]["image"] = "changed"
     assert template["spec"]["containers"][0]["image"] == "i"
+
+
+def test_created_at_is_posix_seconds_and_the_oldest_when_unset_or_bad() -> None:
+    assert podutil.created_at(pod("p", {}, created=5)) == NOW.timestamp() + 5
+    assert podutil.created_at({"metadata": {}}) == 0.0
+    assert podutil.created_at({"metadata": {"creationTimestamp": "yesterday"}}) == 0.0

@@ -8,7 +8,7 @@ import pytest
 
 from controlplane.api import errors
 from controlplane.client.rest import PODS, REPLICASETS
-from controlplane.controllers.replicaset import ReplicaSetController, slow_start_batch
+from controlplane.controllers.replicaset import ReplicaSetController
 from controlplane.controllers.testing import Harness, build, harness, pod, replicaset
 
 LABELS = {"app": "web"}
@@ -66,28 +66,6 @@ async def test_expectations_expire_after_five_minutes() -> None:
     now[0] = 301.0
     await c.sync("default/web")
     assert len(h.client.bodies("create", "pods")) == 2
-
-
-async def test_slow_start_batches_double_and_stop_at_the_first_failing_batch() -> None:
-    calls = 0
-
-    async def ok() -> None:
-        nonlocal calls
-        calls += 1
-
-    assert await slow_start_batch(10, 1, ok) == (10, None)
-    assert calls == 10  # batches 1, 2, 4, 3
-    calls = 0
-
-    async def fail_from_fourth() -> None:
-        nonlocal calls
-        calls += 1
-        if calls > 3:
-            raise errors.Forbidden("quota")
-
-    successes, error = await slow_start_batch(10, 1, fail_from_fourth)
-    assert (successes, calls) == (3, 7)  # batches 1, 2 succeed; 4 attempted, all fail
-    assert isinstance(error, errors.Forbidden)
 
 
 async def test_failed_creates_set_replica_failure_and_lower_expectations() -> None:
