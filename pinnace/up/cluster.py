@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -29,10 +27,10 @@ from typing import Any, TextIO
 from agent.images import build, layout, registry
 from pinnace.local import cleanup
 from pinnace.local.containerd import Containerd
+from pinnace.local.daemon import NotifiedProcess
 from pinnace.local.etcd import Etcd
 from pinnace.local.links import Links
 from pinnace.local.netns import NetworkNamespace
-from pinnace.local.notify import MAX_PATH, NotifySocket
 from pinnace.local.process import ComponentError, Process
 from pinnace.local.registry import Registry
 from pinnace.local.supervisor import Supervisor
@@ -43,7 +41,7 @@ from pinnace.up.readiness import ClusterGate
 
 START_TIMEOUT = 30.0  # seconds for one component to pass its gate
 CLUSTER_TIMEOUT = 60.0  # seconds for the nodes to be Ready once their agents run
-SIGNAL_GRACE = 10.0  # seconds for a scheduler/controller-manager log line saying it is synced
+SIGNAL_GRACE = 10.0  # seconds for a scheduler/controller-manager to say READY=1
 
 
 class Aborted(Exception):
@@ -66,7 +64,6 @@ class Cluster:
             "etcd", "containerd", "registry", "apiserver", "control", "agent", "netproxy")}
         self.images: dict[str, Path] = {}
         self.netproxy_help: str | None = None  # its --help text when it exits 0
-        self.notify: dict[str, NotifySocket] = {}  # a child's name -> its NOTIFY_SOCKET
         self._lock = threading.Lock()  # guards tiers, namespaces and _stopping
         self._stopping = False
         self._say_lock = threading.Lock()
@@ -233,30 +230,21 @@ class Cluster:
 
     def _control(self, name: str, argv: list[str]) -> None:
         """Start a leader-elected daemon; its gate is READY=1 on its notify socket (as systemd's
-        Type=notify), or else the "caches synced" line in its log."""
+        Type=notify): caches synced."""
         process = self._process(name, argv, notify=True)
-        offset = process.log_path.stat().st_size if process.log_path.exists() else 0
-        sock = self.notify[name]
-
-        def synced() -> bool:
-            if sock.ready:
-                return True
-            with open(process.log_path, "rb") as f:
-                f.seek(offset)
-                return b"caches synced" in f.read()
+        assert isinstance(process, NotifiedProcess)
 
         def gate() -> None:
             try:
-                process.wait_ready(synced, SIGNAL_GRACE)
+                process.wait_notified(SIGNAL_GRACE)
             except ComponentError:
                 if not process.alive():
                     raise
-                self.say(f"{name}: not ready (no READY=1, no 'caches synced' in its log) after "
-                         f"{SIGNAL_GRACE:.0f} s; going on")
+                self.say(f"{name}: no READY=1 after {SIGNAL_GRACE:.0f} s; going on")
 
         self._launch("control", process, gate)
         self.supervisor.watch(process)
-        self.say(f"{name} ready ({sock.status or 'caches synced'}, pid {process.pid})")
+        self.say(f"{name} ready ({process.status}, pid {process.pid})")
 
     def containerd(self, node: NodePlan) -> None:
         for relative, text in planning.registry_hosts(self.plan).items():
@@ -301,8 +289,9 @@ class Cluster:
 
     def _node_daemons_ready(self) -> None:
         """Every agent and netproxy has said READY=1 (caches synced, pods adopted, rules in)."""
-        waiting = {name: sock for name, sock in self.notify.items()
-                   if name.startswith(("agent-", "netproxy-"))}
+        with self._lock:
+            waiting = {m.name: m for t in ("agent", "netproxy") for m in self.tiers[t]
+                       if isinstance(m, NotifiedProcess)}
         deadline = time.monotonic() + START_TIMEOUT
         while any(not s.ready for s in waiting.values()):
             if time.monotonic() > deadline or self._stopping:
@@ -322,15 +311,10 @@ class Cluster:
 
     def _process(self, name: str, argv: list[str], *, netns: str | None = None,
                  notify: bool = False) -> Process:
-        """A child with its log in DIR/logs; with `notify`, a NOTIFY_SOCKET of its own."""
-        env = None
-        if notify:
-            path = self.plan.data_dir / "run" / f"{name}.notify"
-            if len(str(path).encode()) > MAX_PATH:
-                path = Path(tempfile.gettempdir()) / f"pinnace-up-{os.getpid()}-{name}.notify"
-            self.notify[name] = NotifySocket(path)
-            env = self.notify[name].env
-        return Process(name, argv, self.plan.logs_dir / f"{name}.log", netns=netns, env=env)
+        """A child with its log in DIR/logs; with `notify`, a NOTIFY_SOCKET of its own (as
+        systemd gives a Type=notify unit) whose READY=1 is its readiness."""
+        kind = NotifiedProcess if notify else Process
+        return kind(name, argv, self.plan.logs_dir / f"{name}.log", netns=netns)
 
     def _launch(self, tier: str, component: Any,
                 gate: Callable[[], None] | None = None) -> None:
@@ -369,7 +353,6 @@ class Cluster:
                 with cf.ThreadPoolExecutor(max_workers=len(members)) as pool:
                     list(pool.map(self._stop_one, members))
         undos: list[Callable[[], None]] = [ns.remove for ns in self.namespaces]
-        undos += [sock.close for sock in self.notify.values()]
         undos += [self.links.remove, lambda: cleanup.unmount_all(self.plan.data_dir)]
         for undo in undos:
             try:
