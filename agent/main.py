@@ -15,20 +15,22 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.gc import flags as gc_flags
 from agent.gc import validate as validate_gc
-from agent.images import preload
 from agent.node import NodeManager
-from agent.node.config import NodeConfig
+from agent.node.config import CLOUD_PROVIDERS, NodeConfig, parse_taints
 from agent.server import AgentServer
 from controlplane.client import kubeconfig
 from controlplane.client.rest import RESTClient
 from cri.containerd_client import ContainerdClient
 from cri.runtime import RuntimeClient
+
+if TYPE_CHECKING:
+    from agent.images.preload import PreloadResult
 
 log = logging.getLogger("pinnace.agent")
 
@@ -37,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pinnace agent", description=__doc__.splitlines()[0])
     p.add_argument("--kubeconfig", required=True, type=Path)
     p.add_argument("--node-name", default=socket.gethostname())
-    p.add_argument("--node-ip", default="127.0.0.1", help="this node's InternalIP")
+    p.add_argument("--node-ip", help="this node's InternalIP (default 127.0.0.1)")
     p.add_argument("--containerd", default="/run/containerd/containerd.sock",
                    help="containerd's socket (the CRI endpoint)")
     p.add_argument("--root-dir", type=Path, default=Path("/var/lib/pinnace/agent"))
@@ -54,6 +56,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--client-ca-file", type=Path,
                    help="CA of the clients allowed to call the agent (the apiserver)")
     p.add_argument("--node-labels", default="", help="k=v,k2=v2")
+    p.add_argument("--register-with-taints", default="", metavar="TAINTS",
+                   help="key=value:Effect,... set on the Node when it is registered (only then)")
+    p.add_argument("--cloud-provider", default="", metavar="PROVIDER",
+                   help='"external": register tainted node.cloudprovider.kubernetes.io/'
+                        "uninitialized for a cloud-controller-manager to initialise; "
+                        '"" (default): no cloud')
     p.add_argument("-v", "--v", type=int, default=1)
     gc_flags.add_flags(p)
     return p
@@ -62,12 +70,26 @@ def parser() -> argparse.ArgumentParser:
 def config_of(args: argparse.Namespace) -> AgentConfig:
     labels = dict(kv.split("=", 1) for kv in args.node_labels.split(",") if "=" in kv)
     return AgentConfig(
-        node_name=args.node_name, node_ip=args.node_ip, containerd=args.containerd,
+        node_name=args.node_name, node_ip=args.node_ip or "127.0.0.1",
+        containerd=args.containerd,
         root_dir=args.root_dir, log_dir=args.pod_log_dir,
         cluster_dns=tuple(s for s in args.cluster_dns.split(",") if s),
         cluster_domain=args.cluster_domain, pod_cidr=args.pod_cidr,
         cni_conf_dir=args.cni_conf_dir, images_dir=args.images_dir, port=args.port,
         node_labels=labels, gc=gc_flags.policy_of(args))
+
+
+def node_config_of(config: AgentConfig, args: argparse.Namespace) -> NodeConfig:
+    """The node manager's part; raises ValueError on a bad --register-with-taints or
+    --cloud-provider (checked before anything starts)."""
+    if args.cloud_provider not in CLOUD_PROVIDERS:
+        raise ValueError(f"unknown --cloud-provider {args.cloud_provider!r}: only \"external\" "
+                         'or "" (none) are supported')
+    return NodeConfig(
+        node_name=config.node_name, node_ip=config.node_ip, root_dir=config.root_dir,
+        cni_conf_dir=config.cni_conf_dir, pod_cidr=config.pod_cidr, labels=config.node_labels,
+        kubelet_port=config.port, register_with_taints=parse_taints(args.register_with_taints),
+        cloud_provider=args.cloud_provider, provided_node_ip=args.node_ip or "")
 
 
 async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeClient,
@@ -84,9 +106,29 @@ async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeC
     return server
 
 
-async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespace) -> None:
+async def preload_images(config: AgentConfig) -> PreloadResult | None:
+    """Import --images-dir's archives (the archive code is loaded only on nodes that use it:
+    it is a few hundred kB of the agent's resident memory)."""
+    if config.images_dir is None:
+        return None
+    from agent.images import preload
+
+    return await preload.import_directory(config.images_dir, config.containerd)
+
+
+def report_preloaded(result: PreloadResult, agent: Agent) -> None:
+    """Failures as events on the Node; the imported images pinned against image GC (an
+    air-gapped node could not pull them back)."""
+    from agent.images import preload
+
+    preload.report(result, agent.recorder, agent.config.node_name)
+    agent.gc.pin(result.imported)
+
+
+async def run(config: AgentConfig, node_config: NodeConfig, kubeconfig_path: Path,
+              args: argparse.Namespace) -> None:
     log.info("effective configuration: %s", config)
-    preloaded = await preload.import_directory(config.images_dir, config.containerd)
+    preloaded = await preload_images(config)
     client = RESTClient(kubeconfig.load(kubeconfig_path), user_agent="pinnace-agent")
     runtime = RuntimeClient(config.containerd)
     events = ContainerdClient(config.containerd)
@@ -94,13 +136,11 @@ async def run(config: AgentConfig, kubeconfig_path: Path, args: argparse.Namespa
     server = await serve(config, args, runtime, lambda: holder[0].pods.list() if holder else [])
     if server is not None:
         config = dataclasses.replace(config, port=server.port)
-    node = NodeManager(client, runtime, NodeConfig(
-        node_name=config.node_name, node_ip=config.node_ip, root_dir=config.root_dir,
-        cni_conf_dir=config.cni_conf_dir, pod_cidr=config.pod_cidr, labels=config.node_labels,
-        kubelet_port=config.port))
+    node = NodeManager(client, runtime, dataclasses.replace(node_config, kubelet_port=config.port))
     await node.register()
     agent = Agent(config, client, runtime, events, node_allocatable=node.allocatable)
-    preload.report(preloaded, agent.recorder, config.node_name)  # events on the Node
+    if preloaded is not None:
+        report_preloaded(preloaded, agent)
     holder.append(agent)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,6 +167,10 @@ def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(argv)
     config = config_of(args)
     problems = validate_gc(config.gc)
+    try:
+        node_config = node_config_of(config, args)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         print(f"pinnace agent: invalid configuration: {'; '.join(problems)}", file=sys.stderr)
         return 1
@@ -134,7 +178,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        asyncio.run(run(config, args.kubeconfig, args))
+        asyncio.run(run(config, node_config, args.kubeconfig, args))
     except (OSError, kubeconfig.KubeconfigError) as exc:
         print(f"pinnace agent: {exc}", file=sys.stderr)
         return 1

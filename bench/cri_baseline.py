@@ -2,7 +2,8 @@
 
 One pod = RunPodSandbox + CreateContainer + StartContainer of the built-in busybox image, through
 our asyncio CRI client, on a private containerd inside a network namespace of ours (CNI bridge
-included), so nothing of the control plane is involved. Prints p50/p99 per step and in total.
+included), so nothing of the control plane is involved. Prints p50/p99 per step and in total,
+and the machine's load average before and after (it may be shared with other work).
 Run as root: `.venv/bin/python bench/cri_baseline.py [--pods 30]` (or `make bench`).
 """
 
@@ -25,6 +26,11 @@ from pinnace.local import cleanup
 from pinnace.local.node import Node
 
 IMAGE = "localhost/busybox:1"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -70,6 +76,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("cri_baseline: needs root (containerd, network namespaces)", file=sys.stderr)
         return 1
+    before = load_average()
     base = Path(tempfile.mkdtemp(prefix="pn-bench-", dir="/tmp"))
     node = Node(f"bench{os.getpid() % 10000}", base / "node", pod_cidr="10.253.9.0/24")
     try:
@@ -91,6 +98,7 @@ def main() -> int:
               f" {statistics.mean(samples) * 1e3:8.1f} {min(samples) * 1e3:8.1f}")
     total = steps["pod start (total)"]
     print(f"throughput: {len(total) / sum(total):.1f} pods/s sequential")
+    print(f"before: {before}; after: {load_average()}")
     return 0
 
 

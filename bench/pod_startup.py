@@ -7,7 +7,8 @@ then measures in one run:
   (b) a burst of 100 pods: time until all are Running;
   (c) the raw CRI baseline (RunPodSandbox + CreateContainer + StartContainer) on the same
       containerd, sequential and with the burst's parallelism;
-and prints the ratios, plus the agent's RSS idle and with 100 pods.
+and prints the ratios, plus the agent's RSS idle and with 100 pods, and the machine's load
+average before and after (the machine may be shared: a high load skews every figure).
 Run as root: `.venv/bin/python bench/pod_startup.py`.
 """
 
@@ -41,6 +42,11 @@ IMAGE = "localhost/busybox:1"
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def rss_mb(pid: int) -> float:
@@ -110,7 +116,9 @@ async def through_api(api_server: APIServerProcess, namespace: str, count: int,
 
 
 async def raw_cri(socket: str, count: int, parallel: int, tag: str) -> tuple[list[float], float]:
-    async with RuntimeClient(socket) as rt:
+    # The kubelet's --runtime-request-timeout (2m): 100 sandboxes at once on a loaded 2-CPU
+    # machine take longer than the client's default 10 s deadline.
+    async with RuntimeClient(socket, timeout=120.0) as rt:
         async def one(i: int) -> float:
             meta = api.PodSandboxMetadata(name=f"raw-{tag}-{i}", namespace="raw", uid=f"{tag}-{i}")
             config = api.PodSandboxConfig(metadata=meta, hostname=f"raw{i}",
@@ -152,6 +160,7 @@ async def delete_all(api_server: APIServerProcess, ns: str) -> None:
 
 
 async def measure(api_server: APIServerProcess, node: Node, agent: Process) -> None:
+    print(f"before: {load_average()}", flush=True)
     await namespace(api_server, "seq")
     await namespace(api_server, "burst")
     await asyncio.sleep(3)
@@ -172,7 +181,8 @@ async def measure(api_server: APIServerProcess, node: Node, agent: Process) -> N
     print(f"(b) burst of 100 pods          all Running in {burst_total:6.2f} s | raw CRI "
           f"(100 in parallel) {raw_total:6.2f} s | ratio {burst_total / raw_total:4.2f}")
     print(f"    burst per-pod startup p50 {pct(burst, 50):.2f} s p99 {pct(burst, 99):.2f} s")
-    print(f"agent RSS idle {idle:.0f} MB, with 100 pods {busy:.0f} MB")
+    print(f"agent RSS idle {idle:.1f} MB, with 100 pods {busy:.1f} MB")
+    print(f"after: {load_average()}")
     await delete_all(api_server, "burst")
 
 

@@ -1,8 +1,10 @@
 """Garbage collection by `pinnace agent` on a containerd of its own (images are removed here,
 which must not disturb the session's containerd): dead containers beyond the per-container
 limit go (and `kubectl logs --previous` still works), a pod deleted while the agent was down
-leaves nothing behind, and with the thresholds forced (high 1, low 0) an unused image is removed
-while the in-use busybox and the sandbox (pause) image stay; FreeDiskSpaceFailed on the Node."""
+leaves nothing behind, `kubectl logs --previous` in CrashLoopBackOff shows the last run, and
+with the thresholds forced (high 1, low 0) an unused image is removed while the in-use busybox,
+the sandbox (pause) image and an image preloaded from --images-dir stay; FreeDiskSpaceFailed on
+the Node."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ SUFFIX = f"{os.getpid() % 0x10000:04x}"
 POD_CIDR = f"10.253.{20 + os.getpid() % 80}.0/24"
 NODE = f"gc-{os.getpid() % 10000}"
 BUSYBOX, PAUSE, UNUSED = "localhost/busybox:1", "localhost/pause:1", "localhost/gc-unused:1"
+PRELOADED = "localhost/gc-preloaded:1"
 FAST = ["--container-gc-period", "1s", "--image-gc-period", "1s"]
 IMAGE_GC_OFF = ["--image-gc-high-threshold", "100"]
 IMAGE_GC_FORCED = ["--image-gc-high-threshold", "1", "--image-gc-low-threshold", "0",
@@ -173,11 +176,44 @@ async def test_dead_containers_beyond_one_per_container_are_removed(
     assert 0 not in [a for a, _ in found]  # the first attempt is gone ...
     logs = agent.logs / f"{ns}_crash_{uid}" / "main"
     assert not (logs / "0.log").exists()  # ... with its log file
-    previous = await asyncio.to_thread(kubectl.run, "logs", "crash", "-n", ns, "--previous")
-    if previous.returncode == 0:  # the previous instance is still there while the newest runs
-        assert previous.stdout.strip() == "started"
-    else:  # the newest exited meanwhile: only it is left
-        assert "previous terminated container" in previous.stderr, previous.stderr
+    # the previous instance while the newest runs, or (it exited meanwhile, CrashLoopBackOff)
+    # the newest: either way the last run, kept by GC
+    assert kubectl("logs", "crash", "-n", ns, "--previous").strip() == "started"
+
+
+CRASH_LOOP = ("n=$(cat /data/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/n; "
+              "echo run $n; exit 1")
+
+
+async def test_logs_previous_in_crash_loop_back_off_is_the_last_run(
+        agent: Agent, kubectl: Kubectl, ns: str) -> None:
+    """As the kubelet: while the container waits in CrashLoopBackOff its last run is the
+    status' lastState, which `kubectl logs --previous` (and plain `logs`) show, and which the
+    container GC (1 dead container per container, every second here) keeps."""
+    spec = json.loads(pod("loop", ns, CRASH_LOOP))
+    spec["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    kubectl("apply", "-f", "-", input=json.dumps(spec))
+    backing_off = await asyncio.to_thread(
+        wait_pod, kubectl, "loop", ns,
+        "o['status']['containerStatuses'][0]['restartCount'] >= 1 and "
+        "o['status']['containerStatuses'][0]['state']['waiting']['reason'] == "
+        "'CrashLoopBackOff'")
+    status = backing_off["status"]["containerStatuses"][0]
+    runs = status["restartCount"] + 1
+    uid = backing_off["metadata"]["uid"]
+    last_id = status["lastState"]["terminated"]["containerID"].removeprefix("containerd://")
+
+    async def only_the_last_run() -> bool:  # the container GC has had its pass
+        return [c.id for c in await containers_of(agent.containerd.socket, uid)] == [last_id]
+
+    assert await eventually(only_the_last_run, 10), await containers_of(
+        agent.containerd.socket, uid)
+    previous = kubectl("logs", "loop", "-n", ns, "--previous")
+    plain = kubectl("logs", "loop", "-n", ns)
+    current = await asyncio.to_thread(wait_pod, kubectl, "loop", ns, "True")
+    assert current["status"]["containerStatuses"][0]["restartCount"] == runs - 1  # still waiting
+    assert (previous, plain) == (f"run {runs}\n", f"run {runs}\n")
 
 
 async def test_a_pod_deleted_while_the_agent_was_down_leaves_nothing(
@@ -201,7 +237,7 @@ async def test_a_pod_deleted_while_the_agent_was_down_leaves_nothing(
         await sandboxes_of(agent.containerd.socket, uid), log_dir.exists())
 
 
-def unused_image(out: Path) -> Path:
+def unused_image(out: Path, name: str = UNUSED) -> Path:
     """A tiny image nothing uses (its own layer: not busybox's nor pause's id)."""
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
@@ -209,10 +245,34 @@ def unused_image(out: Path) -> Path:
         payload = f"unused {uuid.uuid4()}\n".encode()
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
-    archive = build.image_layout(data.getvalue(), {"Cmd": ["true"]}, [UNUSED])
-    path = out / "gc-unused.tar"
+    archive = build.image_layout(data.getvalue(), {"Cmd": ["true"]}, [name])
+    path = out / f"{name.rsplit('/', 1)[-1].replace(':', '-')}.tar"
     layout.write_oci_tar(archive, path)
     return path
+
+
+async def test_images_preloaded_from_the_images_dir_are_never_collected(
+        agent: Agent, tmp_path: Path) -> None:
+    """An air-gapped node could not pull them back: with the thresholds forced, an unused
+    image imported from --images-dir stays while another unused image goes."""
+    preloaded_dir = tmp_path / "images"
+    preloaded_dir.mkdir()
+    unused_image(preloaded_dir, PRELOADED)
+    socket = agent.containerd.socket
+    await importer.import_archive(unused_image(tmp_path), socket)
+    try:
+        agent.start(*FAST, *IMAGE_GC_FORCED, "--images-dir", str(preloaded_dir))
+        async with RuntimeClient(socket) as rt:
+
+            async def removed() -> bool:
+                return await rt.image_status(UNUSED) is None
+
+            assert await eventually(removed, 60), "the unused image was not collected"
+            assert await rt.image_status(PRELOADED) is not None
+            await asyncio.sleep(3)  # a few more passes, 1 s apart
+            assert await rt.image_status(PRELOADED) is not None
+    finally:
+        agent.start(*FAST, *IMAGE_GC_OFF)
 
 
 async def test_unused_images_go_above_the_high_threshold_used_and_pause_stay(

@@ -1,8 +1,10 @@
 """The agent's node management against the real apiserver (over etcd) and a real containerd.
 
 A NodeManager registers a node of its own; the real kubectl sees it NotReady until its podCIDR is
-set, then Ready with the agent's version, and sees its Lease renewed. kubectl calls run in a
-thread: the manager runs on this test's event loop and must keep running meanwhile.
+set, then Ready with the agent's version, and sees its Lease renewed. With an external cloud
+provider the node registers with the cloud's taint, which is never put back once removed.
+kubectl calls run in a thread: the manager runs on this test's event loop and must keep running
+meanwhile.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import Kubectl
 
-from agent.node import NodeConfig, NodeManager
+from agent.node import NodeConfig, NodeManager, parse_taints
 from controlplane.client import kubeconfig
 from controlplane.client.rest import RESTClient
 from cri.runtime import RuntimeClient
@@ -171,3 +174,50 @@ async def test_node_registers_without_a_runtime_and_says_why_it_is_not_ready(
         assert ready["message"].startswith(  # the missing socket, named at once
             "[container runtime is down: no such socket (is containerd running?), ")
         assert node.task is not None and not node.task.done()
+
+
+async def test_external_cloud_provider_taint_is_set_at_registration_only(
+        apiserver: APIServerProcess, containerd: Containerd, kubectl: Kubectl,
+        tmp_path: Path) -> None:
+    """As the kubelet with --cloud-provider=external --register-with-taints: the Node is
+    created with both taints and the provided-node-ip annotation; once a cloud controller has
+    removed the uninitialized taint and written its addresses, neither the running manager nor
+    a restarted one puts the taint back or overwrites the addresses."""
+    node = Running(apiserver, containerd.socket, tmp_path, kubectl)
+    node.config = replace(node.config, cloud_provider="external", provided_node_ip="10.99.0.7",
+                          register_with_taints=parse_taints("dedicated=infra:NoExecute"),
+                          pod_cidr="10.254.8.0/24")
+    node.manager = NodeManager(node.client, node.runtime, node.config)
+    async with node:
+        await eventually(node.row)
+        registered = await kubectl_json(kubectl, "get", "node", node.name)
+        assert registered["spec"]["taints"] == [
+            {"key": "dedicated", "value": "infra", "effect": "NoExecute"},
+            {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
+             "effect": "NoSchedule"}]
+        assert registered["metadata"]["annotations"][
+            "alpha.kubernetes.io/provided-node-ip"] == "10.99.0.7"
+        # What the cloud node controller does: addresses, then providerID and no taint.
+        cloud = [{"type": "InternalIP", "address": "10.99.0.7"},
+                 {"type": "ExternalIP", "address": "203.0.113.7"},
+                 {"type": "Hostname", "address": f"{node.name}.example"}]
+        await asyncio.to_thread(kubectl, "patch", "node", node.name, "--subresource=status",
+                                "-p", json.dumps({"status": {"addresses": cloud}}))
+        kept = [{"key": "dedicated", "value": "infra", "effect": "NoExecute"}]
+        await asyncio.to_thread(kubectl, "patch", "node", node.name, "-p", json.dumps(
+            {"spec": {"providerID": f"local://{node.name}", "taints": kept}}))
+        await asyncio.sleep(PERIOD * 4)  # several status periods
+        after = await kubectl_json(kubectl, "get", "node", node.name)
+        assert after["spec"]["taints"] == kept
+        assert after["status"]["addresses"] == cloud
+        # The agent restarted: a new manager adopts the node.
+        assert node.task is not None
+        node.task.cancel()
+        await asyncio.gather(node.task, return_exceptions=True)
+        restarted = NodeManager(node.client, node.runtime, node.config)
+        node.task = asyncio.create_task(restarted.run())
+        await asyncio.sleep(PERIOD * 4)
+        assert restarted.node is not None and restarted.last_report is not None
+        again = await kubectl_json(kubectl, "get", "node", node.name)
+        assert again["spec"]["taints"] == kept
+        assert again["status"]["addresses"] == cloud

@@ -4,8 +4,11 @@ Pure functions over plain records (the kubelet's kuberuntime_gc.go, over what th
 - evictable containers are the ones not running, created at least the policy's minimum age ago,
   grouped in evict units: (pod uid, container name);
 - every evictable container of a pod that no longer exists on the node goes, oldest first;
-- each unit keeps its `max_per_pod_container` newest, then, over a `max_containers` global
-  limit, every unit keeps an equal share (at least 1) and the oldest of the rest go;
+- each unit keeps its `max_per_pod_container` newest (the default 1 keeps the last run, which
+  `kubectl logs --previous` shows: the one before the running instance, or, in
+  CrashLoopBackOff, the newest, exited, instance; see agent/server/containers.py), then, over a
+  `max_containers` global limit, every unit keeps an equal share (at least 1) and the oldest
+  of the rest go;
 - sandboxes that are not ready and have no container left go when their pod no longer exists;
   of a pod that exists, all but the newest sandbox go when they are not ready and empty;
 - a pod log directory (`<namespace>_<name>_<uid>`) goes once its pod is gone from the node.

@@ -4,10 +4,11 @@ Two loops beside the pod workers (they never wait on each other; every CRI call 
 deadline): container GC every `container_gc_period` (the kubelet's 1 minute), image GC every
 `image_gc_period` (5 minutes) unless the high threshold is 100. Only containers and sandboxes
 this agent created (the `io.pinnace.managed` label) are collected; every container on the
-runtime counts for images in use. A removed container's log file goes with it, a pod log
-directory once its pod is gone. Failures are logged and become the kubelet's Node events
-(ContainerGCFailed; FreeDiskSpaceFailed, InvalidDiskCapacity, and ImageGCFailed when image GC
-failed twice in a row); nothing here ever ends the agent.
+runtime counts for images in use; the images preloaded from `--images-dir` (`pin`) are pinned,
+never removed (an air-gapped node could not get them back). A removed container's log file goes
+with it, a pod log directory once its pod is gone. Failures are logged and become the kubelet's
+Node events (ContainerGCFailed; FreeDiskSpaceFailed, InvalidDiskCapacity, and ImageGCFailed when
+image GC failed twice in a row); nothing here ever ends the agent.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,16 @@ class GarbageCollector:
         self.node_ref = {"kind": "Node", "apiVersion": "v1",
                          "metadata": {"name": node_name, "uid": node_name}}
         self._sandbox_image = policy.sandbox_image
+        self.preloaded: set[str] = set()  # names imported from --images-dir: pinned
         self._image_gc_failed = False
 
     def __repr__(self) -> str:
-        return f"<GarbageCollector {self.policy} {self.usage!r}>"
+        return f"<GarbageCollector {self.policy} {self.usage!r} preloaded={len(self.preloaded)}>"
+
+    def pin(self, names: Iterable[str]) -> None:
+        """Never collect these images (those preloaded from --images-dir: an air-gapped node
+        could not pull them back), as CRI-pinned images are never collected."""
+        self.preloaded.update(n for n in names if n)
 
     # -- loops -----------------------------------------------------------------------------------
 
@@ -243,7 +250,21 @@ class GarbageCollector:
                           f"{exc.strerror or exc}") from None
 
     async def _pinned(self) -> set[str]:
-        """The sandbox (pause) image, by name and id: from the flag, else containerd's config."""
+        """The images never collected, by name and id: the sandbox (pause) image (from the
+        flag, else containerd's config) and the images preloaded from --images-dir."""
+        pinned = set(self.preloaded)
+        for name in sorted(self.preloaded):
+            pinned |= await self._image_id(name)
+        return pinned | await self._sandbox_pinned()
+
+    async def _image_id(self, name: str) -> set[str]:
+        try:
+            found = await self.runtime.image_status(name)
+        except cri_errors.CRIError:
+            return set()
+        return {found.id} if found is not None and found.id else set()
+
+    async def _sandbox_pinned(self) -> set[str]:
         if not self._sandbox_image:
             try:
                 status = await self.runtime.status(verbose=True)
@@ -253,11 +274,4 @@ class GarbageCollector:
                 log.warning("cannot read containerd's sandbox image: %s", exc)
         if not self._sandbox_image:
             return set()
-        pinned = {self._sandbox_image}
-        try:
-            found = await self.runtime.image_status(self._sandbox_image)
-        except cri_errors.CRIError:
-            found = None
-        if found is not None:
-            pinned.add(found.id)
-        return pinned
+        return {self._sandbox_image} | await self._image_id(self._sandbox_image)

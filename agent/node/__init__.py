@@ -6,7 +6,7 @@ modules so they can be tested without an apiserver or a containerd; `machine` is
 that reads the host (procfs, sysfs, statvfs), with a fake beside it.
 """
 
-from agent.node.config import NodeConfig, parse_taint
+from agent.node.config import NodeConfig, parse_taint, parse_taints
 from agent.node.machine import FakeMachine, FsStats, HostMachine, Machine, Sample, SystemInfo
 from agent.node.manager import NodeManager, NodeRuntime
 
@@ -15,6 +15,7 @@ __all__ = [
     "NodeConfig",
     "NodeRuntime",
     "parse_taint",
+    "parse_taints",
     # measuring the machine
     "Machine",
     "HostMachine",

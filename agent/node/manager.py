@@ -1,8 +1,11 @@
 """NodeManager: registers this node, keeps its status and Lease current, and writes its CNI config.
 
 `register()` creates the Node (labels, taints, pod CIDR override, full status) or adopts an
-existing one (default and extra labels brought up to date, spec left as others set it, status
-re-posted). `run()` then runs four tasks that never die on an error (log, retry, continue):
+existing one (default and extra labels brought up to date, spec left as others set it, so taints
+are never re-added; status re-posted). With `--cloud-provider=external` the Node is created with
+the cloud's uninitialized taint and the provided-node-ip annotation, and addresses the cloud
+wrote are kept (the cloud-controller-manager owns them, as with the kubelet).
+`run()` then runs four tasks that never die on an error (log, retry, continue):
 - the lease: `kube-node-lease/<node>` renewed every 10 s (sooner after a failure);
 - the status: CRI Status/Version/ListImages/ImageFsInfo and the machine measured every 10 s, and
   /status patched when it changed or 5 minutes after the last report (nodeStatusReportFrequency);
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 
 from agent import cni
 from agent.node import conditions, status
-from agent.node.config import NodeConfig
+from agent.node.config import PROVIDED_NODE_IP, NodeConfig, registration_taints
 from agent.node.lease import NodeLease
 from agent.node.machine import HostMachine, Machine, Sample, SystemInfo
 from controlplane.api import errors
@@ -145,16 +148,25 @@ class NodeManager:
         return {**status.default_labels(self.config.host, info.architecture),
                 **self.config.labels}
 
+    def _wanted_annotations(self) -> dict[str, str]:
+        """With an external cloud provider and --node-ip, the address the cloud must keep."""
+        c = self.config
+        if c.external_cloud_provider and c.provided_node_ip:
+            return {PROVIDED_NODE_IP: c.provided_node_ip}
+        return {}
+
     def _initial_node(self, info: SystemInfo, sample: Sample, missing: list[str]) -> Object:
         c = self.config
         spec: Object = {}
         if c.pod_cidr:
             spec.update(podCIDR=c.pod_cidr, podCIDRs=[c.pod_cidr])
-        if c.register_with_taints:
-            spec["taints"] = [dict(t) for t in c.register_with_taints]
-        return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": c.node_name, "labels": self._wanted_labels(info)},
-                "spec": spec,
+        taints = registration_taints(c)  # at registration only, as the kubelet: never re-added
+        if taints:
+            spec["taints"] = taints
+        metadata: Object = {"name": c.node_name, "labels": self._wanted_labels(info)}
+        if self._wanted_annotations():
+            metadata["annotations"] = self._wanted_annotations()
+        return {"apiVersion": "v1", "kind": "Node", "metadata": metadata, "spec": spec,
                 "status": self.desired_status(info, sample, missing, previous=[])}
 
     async def _adopt(self, existing: Object) -> Object:
@@ -164,6 +176,11 @@ class NodeManager:
         stale = {k: v for k, v in self._wanted_labels(info).items() if labels.get(k) != v}
         if stale:
             patch["metadata"] = {"labels": stale}
+        annotations = (existing.get("metadata") or {}).get("annotations") or {}
+        missing = {k: v for k, v in self._wanted_annotations().items()
+                   if annotations.get(k) != v}
+        if missing:
+            patch.setdefault("metadata", {})["annotations"] = missing
         theirs, override = status.pod_cidr_of(existing), self.config.pod_cidr
         if override and not theirs:
             patch["spec"] = {"podCIDR": override, "podCIDRs": [override]}
@@ -239,15 +256,20 @@ class NodeManager:
         return out
 
     def desired_status(self, info: SystemInfo, sample: Sample, missing_plugins: list[str], *,
-                       previous: Sequence[Object]) -> Object:
-        """The status to report now; `previous` conditions give the transition times."""
+                       previous: Sequence[Object],
+                       addresses: Sequence[Object] = ()) -> Object:
+        """The status to report now; `previous` conditions give the transition times,
+        `addresses` are the Node's current ones."""
         c = self.config
         now = self.clock()
         met = conditions.thresholds_met(sample, c.eviction_hard)
         if met:
             log.warning("node %s: eviction thresholds met: %s", c.node_name, ", ".join(met))
+        reported = status.reported_addresses(
+            c.node_ip, c.host, addresses, external_cloud=c.external_cloud_provider,
+            node_ip_given=bool(c.provided_node_ip))
         return {
-            "addresses": status.addresses(c.node_ip, c.host),
+            **({"addresses": reported} if reported else {}),  # none yet: wait for the cloud's
             "capacity": status.capacity(sample, c.max_pods),
             "allocatable": status.allocatable(sample, c.max_pods, c.eviction_hard),
             "conditions": conditions.node_conditions(
@@ -266,7 +288,8 @@ class NodeManager:
             self._see(await self.client.get(NODES, self.config.node_name))
         current = self._status()
         desired = self.desired_status(info, sample, missing,
-                                      previous=current.get("conditions") or [])
+                                      previous=current.get("conditions") or [],
+                                      addresses=current.get("addresses") or [])
         now = self.clock()
         due = self.last_report is None or (
             now - self.last_report >= timedelta(seconds=self.config.status_report_frequency))

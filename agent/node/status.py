@@ -146,6 +146,19 @@ def addresses(node_ip: str, hostname: str) -> list[Object]:
     return [*out, {"type": "Hostname", "address": hostname}]
 
 
+def reported_addresses(node_ip: str, hostname: str, current: Sequence[Mapping[str, Any]], *,
+                       external_cloud: bool, node_ip_given: bool) -> list[Object]:
+    """status.addresses to report: ours, except that with an external cloud provider any the
+    Node already has win (the cloud-controller-manager writes them), and without --node-ip
+    none are set before the cloud's (the kubelet's NodeAddress setter)."""
+    if external_cloud:
+        if current:
+            return [dict(a) for a in current]
+        if not node_ip_given:
+            return []
+    return addresses(node_ip, hostname)
+
+
 def ours(status: Mapping[str, Any]) -> Object:
     """The part of a Node's status this agent owns, comparable with what it computes."""
     out: Object = {k: status.get(k) for k in STATUS_FIELDS}

@@ -3,9 +3,13 @@
 The agent's own pod list may be behind or absent (after a restart, or in tests), so the runtime
 is the truth: every container carries its pod's namespace, name and uid and its container name.
 When several pod instances of one name exist (deleted and recreated), the uid of the pod the
-agent runs wins, else the newest container's. Of one container's instances the current one has
-the highest restart count (then the newest creation time); `previous` is the one before it.
-Errors are Kubernetes Statuses worded as the kubelet words them.
+agent runs wins, else the newest container's. Of one container's instances the newest has the
+highest restart count (then the newest creation time). Logs are the kubelet's choice
+(validateContainerLogStatus): `previous` is the container status' lastState.terminated, so while
+the newest instance has exited and will be restarted (CrashLoopBackOff: state waiting) it is the
+newest one, otherwise the one before it; without `previous`, the newest instance, or the last
+terminated one while the newest is only created. Container GC keeps exactly these (the newest
+dead instance of each container). Errors are Kubernetes Statuses worded as the kubelet words them.
 """
 
 from __future__ import annotations
@@ -69,6 +73,22 @@ def _newest_first(containers: Iterable[api.Container]) -> list[api.Container]:
     return sorted(containers, key=lambda c: (restart_count(c), c.created_at), reverse=True)
 
 
+def will_restart(pod: Object | None, container: str, exit_code: int) -> bool:
+    """Whether the agent runs `container` again after it exited with `exit_code` (the kubelet's
+    ShouldContainerBeRestarted), so that its status is waiting with the exit as lastState.
+    Without the pod's spec, no: the exit is then the container's terminated state."""
+    spec = (pod or {}).get("spec")
+    if not spec or ((pod or {}).get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    policy = spec.get("restartPolicy") or "Always"
+    for c in spec.get("initContainers") or []:
+        if c.get("name") == container:
+            if c.get("restartPolicy") == "Always":  # a sidecar
+                return True
+            return exit_code != 0 and policy != "Never"
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
 class ContainerLookup:
     """Resolves (namespace, pod, container) to CRI containers on this node."""
 
@@ -86,6 +106,11 @@ class ContainerLookup:
 
     async def instances(self, namespace: str, pod: str, container: str) -> list[api.Container]:
         """Every instance of the container, current first; NotFound when there is none."""
+        return (await self._resolve(namespace, pod, container))[1]
+
+    async def _resolve(self, namespace: str, pod: str,
+                       container: str) -> tuple[Object | None, list[api.Container]]:
+        """The pod as the agent knows it (None if it does not) and the container's instances."""
         selector = {labels.POD_NAMESPACE: namespace, labels.POD_NAME: pod}
         found = list(await self.runtime.list_containers(
             api.ContainerFilter(label_selector=selector)))
@@ -104,19 +129,26 @@ class ContainerLookup:
         if not mine:
             raise errors.NotFound(f'container "{container}" in pod "{pod}" is not available',
                                   name=pod, kind="pods")
-        return _newest_first(mine)
+        return known, _newest_first(mine)
 
     async def for_logs(self, namespace: str, pod: str, container: str, *,
                        previous: bool) -> api.ContainerStatus:
-        """The status (with its log path) of the current or, with `previous`, the last
-        terminated instance."""
-        instances = await self.instances(namespace, pod, container)
+        """The status (with its log path) of the instance whose logs are asked for: the
+        current one or, with `previous`, the last terminated one (see the module docstring)."""
+        known, instances = await self._resolve(namespace, pod, container)
+        newest, older = instances[0], instances[1:]
         if previous:
-            if len(instances) < 2:
+            if newest.state == api.CONTAINER_EXITED:
+                status = await self.runtime.container_status(newest.id)
+                if will_restart(known, container, status.exit_code):
+                    return status  # waiting to restart: its last run is lastState
+            if not older:
                 raise errors.BadRequest(f'previous terminated container "{container}" in pod '
                                         f'"{pod}" not found')
-            return await self.runtime.container_status(instances[1].id)
-        return await self.runtime.container_status(instances[0].id)
+            return await self.runtime.container_status(older[0].id)
+        if newest.state == api.CONTAINER_CREATED and older:
+            return await self.runtime.container_status(older[0].id)
+        return await self.runtime.container_status(newest.id)
 
     async def running(self, namespace: str, pod: str, container: str) -> api.Container:
         """The current instance, which must be running (exec and attach need a process)."""

@@ -240,10 +240,13 @@ def cloud_files(plan: ClusterPlan) -> dict[str, str]:
 
 
 def agent_argv(plan: ClusterPlan, node: NodePlan) -> list[str]:
-    """Runs inside the node's namespace (the caller adds the nsenter prefix)."""
+    """Runs inside the node's namespace (the caller adds the nsenter prefix). With the
+    external cloud provider the node registers tainted until the cloud-controller-manager has
+    initialised it (providerID local://NAME, addresses)."""
     return _pinnace(
         "agent", "--kubeconfig", str(plan.kubeconfig_of(f"node-{node.name}")),
         "--node-name", node.name, "--node-ip", node.address, "--containerd", node.socket,
+        "--cloud-provider", "external",
         "--root-dir", str(node.root_dir), "--pod-log-dir", str(node.pod_log_dir),
         "--pod-cidr", node.pod_cidr, "--cni-conf-dir", str(node.cni_conf_dir),
         "--cluster-dns", node.address,  # netproxy's DNS, on every node's own address

@@ -194,6 +194,23 @@ async def test_image_gc_below_the_high_threshold_does_nothing(
     assert rt.called("remove_image") == []
 
 
+async def test_images_preloaded_from_the_images_dir_are_pinned(
+        rt: FakeRuntime, clock: Clock, tmp_path: Path) -> None:
+    recorders = FakeRecorders()
+    gc = collector(rt, clock, recorders, tmp_path, live=set(), fs=(1000, 0),
+                   image_high_threshold=1, image_low_threshold=0, min_image_age=0,
+                   sandbox_image=PAUSE)
+    gc.pin(["localhost/old:1", ""])  # as main does with preload's imported names
+    newer = await rt.image_status("localhost/newer:1")
+    assert newer is not None
+    gc.pin([newer.id])  # an image named by its id (as a digest reference) is pinned too
+    with pytest.raises(GCError, match="only found 100 bytes"):  # busybox only
+        await gc.collect_images()
+    left = sorted(t for i in await rt.list_images() for t in i.repo_tags)
+    assert left == ["localhost/newer:1", "localhost/old:1", PAUSE]
+    assert "preloaded=2" in repr(gc)
+
+
 async def test_zero_capacity_is_an_invalid_disk_capacity(
         rt: FakeRuntime, clock: Clock, tmp_path: Path) -> None:
     recorders = FakeRecorders()

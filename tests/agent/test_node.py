@@ -15,6 +15,7 @@ from typing import Any, cast
 import grpc
 import pytest
 
+from agent.main import main as agent_main
 from agent.node import (
     FakeMachine,
     FsStats,
@@ -23,6 +24,7 @@ from agent.node import (
     NodeManager,
     conditions,
     parse_taint,
+    parse_taints,
     status,
 )
 from agent.node.lease import micro_time
@@ -490,6 +492,93 @@ def test_taints_parse_as_the_kubelet_flag() -> None:
     assert parse_taint("a:NoSchedule") == {"key": "a", "effect": "NoSchedule"}
     with pytest.raises(ValueError, match="invalid taint"):
         parse_taint("a=b")
+    assert parse_taints("") == []
+    assert parse_taints("example.com/gpu=true:NoSchedule, b:PreferNoSchedule") == [
+        {"key": "example.com/gpu", "value": "true", "effect": "NoSchedule"},
+        {"key": "b", "effect": "PreferNoSchedule"}]
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("a=b:Sometimes", "invalid taint effect: Sometimes, unsupported taint effect"),
+    ("a:b:NoSchedule", "invalid taint spec: a:b:NoSchedule"),
+    ("a=b=c:NoSchedule", "invalid taint spec: a=b=c:NoSchedule"),
+    ("bad key!:NoSchedule", "invalid taint spec: bad key!:NoSchedule, name part must consist"),
+    ("a=" + "v" * 64 + ":NoSchedule", "must be no more than 63 characters"),
+    (":NoSchedule", "name part must be non-empty"),
+    ("a:NoSchedule,a=x:NoSchedule", "duplicate taint a:NoSchedule"),
+])
+def test_bad_taints_are_refused_with_the_kubelets_words(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_taints(text)
+    assert fragment in str(info.value)
+
+
+def test_the_agent_refuses_bad_taints_and_providers_in_one_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = agent_main(["--kubeconfig", "/nonexistent", "--register-with-taints", "a=b"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("pinnace agent: invalid configuration: invalid taint spec: a=b")
+    assert agent_main(["--kubeconfig", "/nonexistent", "--cloud-provider", "aws"]) == 1
+    assert "unknown --cloud-provider 'aws'" in capsys.readouterr().err
+
+
+# -- external cloud provider -------------------------------------------------------------------
+
+
+async def test_external_cloud_provider_registers_tainted_for_the_cloud(tmp_path: Path) -> None:
+    w = World(tmp_path, pod_cidr="10.244.1.0/24", cloud_provider="external",
+              provided_node_ip="10.0.0.5",
+              register_with_taints=parse_taints("dedicated=infra:NoExecute"))
+    await w.manager.register()
+    created = w.api.bodies("create", "nodes")[0]
+    assert created["spec"]["taints"] == [
+        {"key": "dedicated", "value": "infra", "effect": "NoExecute"},
+        {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
+         "effect": "NoSchedule"}]
+    assert created["metadata"]["annotations"] == {
+        "alpha.kubernetes.io/provided-node-ip": "10.0.0.5"}
+    # The cloud-controller-manager initialises the node: providerID, its addresses, no taint.
+    node = json.loads(json.dumps(w.api.node()))
+    node["spec"] = {**node["spec"], "providerID": "local://n1",
+                    "taints": [{"key": "dedicated", "value": "infra", "effect": "NoExecute"}]}
+    node["status"]["addresses"] = [{"type": "InternalIP", "address": "10.0.0.5"},
+                                   {"type": "ExternalIP", "address": "203.0.113.5"},
+                                   {"type": "Hostname", "address": "n1.example"}]
+    node["metadata"]["resourceVersion"] = "20"
+    w.api.seed(NODES, node)
+    await w.manager.handle_node_event({"type": "MODIFIED", "object": node})
+    w.clock.advance(400)  # a report is due: the status is posted
+    assert await w.manager.sync_node_status()
+    after = w.api.node()
+    assert after["status"]["addresses"] == node["status"]["addresses"]  # the cloud's kept
+    assert after["spec"]["taints"] == node["spec"]["taints"]  # never re-added
+    # A restarted agent adopts the node: the taint is not added again either.
+    again = World(tmp_path, cloud_provider="external", provided_node_ip="10.0.0.5")
+    again.api.seed(NODES, after)
+    await again.manager.register()
+    assert again.api.bodies("patch", "nodes") == []
+    assert again.api.node()["spec"]["taints"] == node["spec"]["taints"]
+    assert again.api.node()["status"]["addresses"] == node["status"]["addresses"]
+
+
+async def test_without_a_cloud_provider_no_cloud_taint_and_our_addresses(world: World) -> None:
+    await world.manager.register()
+    created = world.api.bodies("create", "nodes")[0]
+    assert "taints" not in created["spec"] and "annotations" not in created["metadata"]
+
+
+def test_reported_addresses_with_an_external_cloud() -> None:
+    cloud = [{"type": "ExternalIP", "address": "203.0.113.5"}]
+    ours = [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "Hostname", "address": "n1"}]
+    assert status.reported_addresses("10.0.0.5", "n1", cloud, external_cloud=False,
+                                     node_ip_given=True) == ours
+    assert status.reported_addresses("10.0.0.5", "n1", cloud, external_cloud=True,
+                                     node_ip_given=True) == cloud
+    assert status.reported_addresses("10.0.0.5", "n1", [], external_cloud=True,
+                                     node_ip_given=True) == ours
+    assert status.reported_addresses("10.0.0.5", "n1", [], external_cloud=True,
+                                     node_ip_given=False) == []
 
 
 # -- lease -------------------------------------------------------------------------------------

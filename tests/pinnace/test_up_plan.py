@@ -121,13 +121,14 @@ def test_control_plane_components_use_their_own_kubeconfigs_without_leader_elect
     assert flags(with_ipam)["--cluster-cidr"] == planning.CLUSTER_CIDR
 
 
-def test_agent_flags_name_the_node_its_address_cidr_and_containerd() -> None:
+def test_agent_flags_name_the_node_its_address_cidr_containerd_and_cloud() -> None:
     plan = plan_cluster(DIR, nodes=2, ports=PORTS)
     f = flags(planning.agent_argv(plan, plan.nodes[1]))
     assert f == {
         "--kubeconfig": "/var/lib/pinnace/kubeconfigs/node-node2.kubeconfig",
         "--node-name": "node2", "--node-ip": "10.254.0.12",
         "--containerd": "/var/lib/pinnace/nodes/node2/containerd/containerd.sock",
+        "--cloud-provider": "external",
         "--root-dir": "/var/lib/pinnace/nodes/node2/agent",
         "--pod-log-dir": "/var/lib/pinnace/nodes/node2/pods",
         "--pod-cidr": "10.244.2.0/24",
@@ -172,7 +173,7 @@ def test_a_data_dir_too_long_for_unix_sockets_is_reported() -> None:
 def test_a_taken_apiserver_or_registry_port_of_an_earlier_run_is_refused() -> None:
     for key, port in (("apiserver", 7443), ("registry", 15000)):
         with pytest.raises(ValueError, match=f"port {port}, this cluster's {key} port"):
-            planning.choose_ports({key: port}, lambda p, taken=port: p != taken, lambda: 1)
+            planning.choose_ports({key: port}, port.__ne__, lambda: 1)
     # a default that is taken (no earlier run) simply moves
     fresh = itertools.count(41000)
     assert planning.choose_ports({}, lambda p: p != 6443, lambda: next(fresh)).apiserver == 41000
