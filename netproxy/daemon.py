@@ -27,6 +27,8 @@ from netproxy.routes import IPRouteNetlink, RouteManager, set_sysctls
 
 if TYPE_CHECKING:
     from netproxy.dns.main import DNSConfig
+    from netproxy.healthcheck import HealthConfig
+    from netproxy.ipvs.proxier import IPVSConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +94,32 @@ async def serve_dns(client: RESTClient, config: DNSConfig) -> None:
 
 
 async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBackend,
-              dns: DNSConfig | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or a root task fails); serve DNS too unless `dns` is None."""
+              dns: DNSConfig | None = None, health: HealthConfig | None = None,
+              ipvs: IPVSConfig | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or a root task fails); serve DNS too unless `dns` is None,
+    and health checks and metrics (netproxy.healthcheck) unless `health` is None."""
     log.info("effective configuration: %s backend=%s", config, backend.name)
     client_config = kubeconfig.load(kubeconfig_path)  # a bad kubeconfig fails before any change
     set_sysctls(localhost_nodeports=config.localhost_nodeports)
     client = RESTClient(client_config, user_agent="pinnace-netproxy")
     netlink = IPRouteNetlink()
-    proxier = Proxier(config, backend, ConntrackTool(), netlink)
+    if ipvs is None:
+        proxier = Proxier(config, backend, ConntrackTool(), netlink)
+    else:  # IPVS mode: checks the kernel and creates kube-ipvs0, or raises OSError
+        from netproxy.ipvs import proxier as ipvs_proxier
+
+        proxier = await asyncio.to_thread(ipvs_proxier.start, config, ipvs, backend,
+                                          ConntrackTool(), netlink)
     log.info("proxying %s", "/".join(await asyncio.to_thread(proxier.probe_protocols)))
     route_wake = asyncio.Event()
     informers = wire(proxier, client, route_wake)
     services, slices, nodes = informers
+    servers = None
+    if health is not None:
+        from netproxy.healthcheck import NodeServers
+
+        servers = NodeServers(health, proxier, config.node_name)
+        servers.wire(services, nodes)
     for informer in informers:
         informer.start()
     readiness = Readiness("netproxy")
@@ -121,6 +137,8 @@ async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBac
     ]
     if dns is not None:
         tasks.append(asyncio.create_task(serve_dns(client, dns), name="dns"))
+    for name, serve in servers.tasks() if servers is not None else ():
+        tasks.append(asyncio.create_task(serve(), name=name))
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping (%s)", "signal" if waiter in done else "a root task ended")

@@ -20,9 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controlplane.client import kubeconfig
-from netproxy import ipvs
+from netproxy import healthcheck, ipvs
 from netproxy.dns import main as dns
 from netproxy.iptables import IptablesBackend, IptablesError, RestoreBackend
+from netproxy.ipvs.link import LINK_KINDS
+from netproxy.ipvs.proxier import IPVSConfig
+from netproxy.ipvs.record import DEFAULT_PATH as IPVS_RECORD
+from netproxy.ipvs.state import SCHEDULERS
 from netproxy.proxier import ProxierConfig
 
 log = logging.getLogger("pinnace.netproxy")
@@ -95,11 +99,18 @@ def parser() -> argparse.ArgumentParser:
                    help="full resync at least this often (default 30s)")
     p.add_argument("--iptables-min-sync-period", type=duration, default=1.0,
                    help="at most one sync per this period (default 1s)")
+    p.add_argument("--ipvs-scheduler", choices=SCHEDULERS, default="rr",
+                   help="IPVS scheduler: round robin, least connection, source hashing")
+    p.add_argument("--ipvs-link-kind", choices=LINK_KINDS, default="dummy",
+                   help="the link kube-ipvs0 is (bridge where the kernel has no dummy links)")
+    p.add_argument("--ipvs-state-file", type=Path, default=IPVS_RECORD,
+                   help="where IPVS mode records the virtual servers it made")
     p.add_argument("--cleanup", action="store_true",
                    help="remove every rule, chain and route of ours, then exit")
     p.add_argument("--enable-dns", type=boolean, nargs="?", const=True, default=True,
                    help="serve cluster DNS from this process too (default true)")
     dns.add_flags(p)
+    healthcheck.add_flags(p)
     p.add_argument("-v", "--v", type=int, default=1)
     return p
 
@@ -121,6 +132,14 @@ def config_of(args: argparse.Namespace) -> ProxierConfig:
         sync_period=args.iptables_sync_period, min_sync_period=args.iptables_min_sync_period)
 
 
+def ipvs_config_of(args: argparse.Namespace) -> IPVSConfig | None:
+    """IPVS mode's settings, or None in iptables mode."""
+    if args.proxy_mode != "ipvs":
+        return None
+    return IPVSConfig(scheduler=args.ipvs_scheduler, link_kind=args.ipvs_link_kind,
+                      record=args.ipvs_state_file)
+
+
 def main(argv: Sequence[str]) -> int:
     p = parser()
     args = p.parse_args(argv)
@@ -129,17 +148,21 @@ def main(argv: Sequence[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.cleanup:
         from netproxy.cleanup import cleanup
+        from netproxy.ipvs.cleanup import cleanup_here
+        from netproxy.ipvs.record import OwnershipRecord
         from netproxy.routes import IPRouteNetlink
 
-        errors = cleanup(make_backend(args.iptables_backend), IPRouteNetlink())
+        backend = make_backend(args.iptables_backend)
+        errors = cleanup(backend, IPRouteNetlink())
+        errors += cleanup_here(backend, OwnershipRecord(args.ipvs_state_file))
         for error in errors:
             print(f"pinnace netproxy --cleanup: {error}", file=sys.stderr)
         return 1 if errors else 0
     if args.proxy_mode == "ipvs":
         reason = ipvs.unavailable_reason()
-        print(f"pinnace netproxy: --proxy-mode ipvs: {reason or 'not built yet'}",
-              file=sys.stderr)
-        return 1
+        if reason is not None:
+            print(f"pinnace netproxy: {reason}", file=sys.stderr)
+            return 1
     if args.kubeconfig is None:
         p.error("--kubeconfig is required (except with --cleanup)")
     from netproxy import daemon
@@ -147,7 +170,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         asyncio.run(daemon.run(config_of(args), args.kubeconfig,
                                make_backend(args.iptables_backend),
-                               dns.config_of(args) if args.enable_dns else None))
+                               dns.config_of(args) if args.enable_dns else None,
+                               healthcheck.config_of(args), ipvs_config_of(args)))
     except (OSError, kubeconfig.KubeconfigError, IptablesError) as exc:
         print(f"pinnace netproxy: {exc}", file=sys.stderr)
         return 1

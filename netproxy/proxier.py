@@ -109,6 +109,12 @@ class Proxier:
         self._listed = False  # the kernel's chains were listed since the last surprise
         # Serialises kernel access (sync thread vs canary check): python-iptables needs it.
         self._kernel = threading.Lock()
+        # Read by netproxy.healthcheck/metrics (clock times): the last successful sync, the
+        # oldest change (or failed sync) no successful sync has covered yet, and observers
+        # called after every sync attempt with (seconds, full, succeeded).
+        self.last_synced: float | None = None
+        self.oldest_pending: float | None = None
+        self.sync_observers: list[Callable[[float, bool, bool], None]] = []
 
     def __repr__(self) -> str:
         return (f"<Proxier node={self.config.node_name} backend={self.backend.name} "
@@ -123,11 +129,11 @@ class Proxier:
 
     def on_service(self, previous: Object | None, current: Object | None) -> None:
         if self.service_changes.update(previous, current) and self.initialized:
-            self.runner.run()
+            self.request_sync()
 
     def on_endpointslice(self, previous: Object | None, current: Object | None) -> None:
         if self.endpoint_changes.update(previous, current) and self.initialized:
-            self.runner.run()
+            self.request_sync()
 
     def on_node(self, node: Object) -> None:
         """Our own Node changed: its InternalIP feeds "primary" NodePorts and LB ranges."""
@@ -139,11 +145,17 @@ class Proxier:
             self.node_ip = ip
             self.need_full_sync = True  # firewall chains of every service may depend on it
             if self.initialized:
-                self.runner.run()
+                self.request_sync()
 
     def set_synced(self) -> None:
         """Both informers have listed: syncs may start."""
         self.services_synced = self.endpoints_synced = True
+        self.request_sync()
+
+    def request_sync(self) -> None:
+        """Ask the runner for a sync, noting since when one is owed (for /healthz)."""
+        if self.oldest_pending is None:
+            self.oldest_pending = self.clock()
         self.runner.run()
 
     # -- syncing ---------------------------------------------------------------------------------
@@ -169,9 +181,15 @@ class Proxier:
         self.need_full_sync = True  # until this sync has succeeded
         if full:
             self._last_full = self.clock()
+        owed, self.oldest_pending = self.oldest_pending, None
+        started = time.perf_counter()
         try:
             await asyncio.to_thread(self._apply, plan)
         except Exception as exc:  # noqa: BLE001 - log, retry, never die
+            # The rules are owed since the oldest change this sync covered, or since now.
+            self.oldest_pending = min(t for t in (owed, self.oldest_pending, self.clock())
+                                      if t is not None)
+            self._observe(started, plan.full, False)
             self.stats.failures += 1
             self.stats.last_error = str(exc)
             self._listed = False
@@ -181,7 +199,16 @@ class Proxier:
             return
         self.need_full_sync = False
         del self._pending_conntrack[:len(plan.conntrack)]
+        self.last_synced = self.clock()
+        self._observe(started, plan.full, True)
         self.applied.set()
+
+    def _observe(self, started: float, full: bool, ok: bool) -> None:
+        for observer in self.sync_observers:
+            try:
+                observer(time.perf_counter() - started, full, ok)
+            except Exception:  # noqa: BLE001 - an observer never breaks the sync
+                log.exception("sync observer %r failed", observer)
 
     def render_options(self) -> RenderOptions:
         c = self.config
@@ -299,4 +326,4 @@ class Proxier:
                 self._canary = False
                 self._listed = False
                 self.need_full_sync = True
-                self.runner.run()
+                self.request_sync()
