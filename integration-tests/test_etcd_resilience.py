@@ -7,6 +7,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,19 @@ from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.etcd import Etcd
 
 
-async def test_compactors_take_turns_and_keep_one_interval(etcd: Etcd) -> None:
-    storage = EtcdStorage([etcd.endpoint])
+@pytest.fixture
+def own_etcd(tmp_path: Path) -> Iterator[Etcd]:
+    """An etcd of this test's own: the session's has apiservers whose compactors take turns too."""
+    server = Etcd(tmp_path / "etcd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_compactors_take_turns_and_keep_one_interval(own_etcd: Etcd) -> None:
+    storage = EtcdStorage([own_etcd.endpoint])
     first, second = Compactor(storage, interval=1), Compactor(storage, interval=1)
     try:
         await storage.create("/registry/compact-test/a", {"metadata": {"name": "a"}})
