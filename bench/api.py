@@ -3,6 +3,10 @@
 Starts a private etcd and `pinnace apiserver`, then measures, each beside the physical limit of
 the same operation done directly on etcd with the same gRPC stubs and concurrency:
   create pod at concurrency 1 and 32 (throughput, p50/p99)  vs  raw etcd create transactions
+  create service (ClusterIP) at concurrency 1 and 32, and    vs  raw etcd create transactions
+    NodePort at 32: each allocates from a range bitmap
+    in one etcd key (group-committed compare-and-swaps;
+    "range CAS tries per create" counts them)
   get pod (p50/p99)                                          vs  raw etcd range
   list 5000 pods (p50/p99 of 5 lists; from etcd, and with    vs  raw etcd range of 5000 keys
     resourceVersion=0 from the watch cache)
@@ -41,6 +45,11 @@ from pinnace.local.apiserver import APIServerProcess
 from pinnace.local.etcd import Etcd
 
 ROUNDS = 3  # of each create measurement, raw etcd and apiserver alternating
+
+
+def service(name: str, kind: str = "ClusterIP") -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": kind, "selector": {"app": name}, "ports": [{"port": 80}]}}
 
 
 def pod(name: str) -> dict[str, object]:
@@ -108,13 +117,55 @@ def cpu_line(ops: int, api: dict[str, float], raw: dict[str, float]) -> str:
             f"raw: etcd {ms(raw['etcd'])}, client {ms(raw['client'])}")
 
 
+Op = Callable[[int], Awaitable[None]]
+
+
+async def rounds(cpu: CPU, label: str, concurrency: int, n: int, api_op: Callable[[str], Op],
+                 raw_op: Callable[[str], Op]) -> None:
+    """ROUNDS rounds of `n` creates at `concurrency`, raw etcd then the apiserver each round;
+    print the median rates, all latencies and the CPU per create."""
+    rates: list[float] = []
+    raw_rates: list[float] = []
+    lat: list[float] = []
+    api_cpu: dict[str, float] = {}
+    raw_cpu: dict[str, float] = {}
+    for round_ in range(ROUNDS):
+        prefix = f"c{concurrency}r{round_}"
+        before = cpu.now()
+        raw_rate, _ = await timed(concurrency, n, raw_op(prefix))
+        between = cpu.now()
+        rate, round_lat = await timed(concurrency, n, api_op(prefix))
+        after = cpu.now()
+        raw_rates.append(raw_rate)
+        rates.append(rate)
+        lat += round_lat
+        for total, part in ((raw_cpu, spent(before, between)), (api_cpu, spent(between, after))):
+            for name, seconds in part.items():
+                total[name] = total.get(name, 0.0) + seconds
+    print(line(f"{label}, concurrency {concurrency}", statistics.median(rates), lat,
+               statistics.median(raw_rates)))
+    print(cpu_line(ROUNDS * n, api_cpu, raw_cpu))
+
+
+async def range_writes(http: aiohttp.ClientSession) -> float:
+    """The apiserver's compare-and-swap tries on the range bitmaps (/registry/ranges/*) so far:
+    its etcd_request_duration_seconds count of updates of type "ranges"."""
+    async with http.get("/metrics") as r:
+        text = await r.text()
+    for row in text.splitlines():
+        if (row.startswith("etcd_request_duration_seconds_count{")
+                and 'operation="update"' in row and 'type="ranges"' in row):
+            return float(row.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> None:
     raw = EtcdStorage([etcd.endpoint])
     cpu = CPU(api.process.pid or 0, etcd.process.pid or 0)
     ctx: ssl.SSLContext = api.ssl_context()
     connector = aiohttp.TCPConnector(ssl=ctx, limit=64)
     async with aiohttp.ClientSession(connector=connector, base_url=api.url) as http:
-        async def api_create(prefix: str) -> Callable[[int], Awaitable[None]]:
+        def api_create(prefix: str) -> Op:
             async def op(i: int) -> None:
                 async with http.post("/api/v1/namespaces/default/pods",
                                      json=pod(f"{prefix}-{i}")) as r:
@@ -122,7 +173,7 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
                     await r.read()
             return op
 
-        def raw_create(prefix: str) -> Callable[[int], Awaitable[None]]:
+        def raw_create(prefix: str) -> Op:
             async def op(i: int) -> None:
                 await raw.create(f"/registry/rawbench/{prefix}-{i}", pod(f"{prefix}-{i}"))
             return op
@@ -132,29 +183,33 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
         created = 0
         for concurrency in (1, 32):
             n = 200 if concurrency == 1 else 700
-            rates: list[float] = []
-            raw_rates: list[float] = []
-            lat: list[float] = []
-            api_cpu: dict[str, float] = {}
-            raw_cpu: dict[str, float] = {}
-            for round_ in range(ROUNDS):
-                prefix = f"c{concurrency}r{round_}"
-                before = cpu.now()
-                raw_rate, _ = await timed(concurrency, n, raw_create(prefix))
-                between = cpu.now()
-                rate, round_lat = await timed(concurrency, n, await api_create(prefix))
-                after = cpu.now()
-                raw_rates.append(raw_rate)
-                rates.append(rate)
-                lat += round_lat
-                for total, part in ((raw_cpu, spent(before, between)),
-                                    (api_cpu, spent(between, after))):
-                    for name, seconds in part.items():
-                        total[name] = total.get(name, 0.0) + seconds
+            await rounds(cpu, "create pod", concurrency, n, api_create, raw_create)
             created += ROUNDS * n
-            print(line(f"create pod, concurrency {concurrency}", statistics.median(rates), lat,
-                       statistics.median(raw_rates)))
-            print(cpu_line(ROUNDS * n, api_cpu, raw_cpu))
+
+        for kind, concurrency, n in (("ClusterIP", 1, 200), ("ClusterIP", 32, 700),
+                                     ("NodePort", 32, 300)):  # 3 x 300 of 2768 node ports
+            def api_service(prefix: str, kind: str = kind) -> Op:
+                async def op(i: int) -> None:
+                    name = f"{kind.lower()}-{prefix}-{i}"
+                    async with http.post("/api/v1/namespaces/default/services",
+                                         json=service(name, kind)) as r:
+                        assert r.status == 201, await r.text()
+                        await r.read()
+                return op
+
+            def raw_service(prefix: str, kind: str = kind) -> Op:
+                async def op(i: int) -> None:
+                    name = f"{kind.lower()}-{prefix}-{i}"
+                    await raw.create(f"/registry/rawbench/services/{name}", service(name, kind))
+                return op
+
+            tries = await range_writes(http)
+            label = "create service" if kind == "ClusterIP" else "create NodePort svc"
+            await rounds(cpu, label, concurrency, n, api_service, raw_service)
+            tries = await range_writes(http) - tries
+            ranges = "1 range" if kind == "ClusterIP" else "2 ranges"
+            print(f"{'':<4}range CAS tries per create: {tries / (ROUNDS * n):.2f} ({ranges} "
+                  "per create; below 1 when concurrent ones share a compare-and-swap)")
 
         async def api_get(i: int) -> None:
             async with http.get("/api/v1/namespaces/default/pods/c1r0-7") as r:
@@ -167,7 +222,7 @@ async def run(args: argparse.Namespace, etcd: Etcd, api: APIServerProcess) -> No
         _, lat = await timed(1, 500, api_get)
         print(line("get pod", None, lat, None, raw_lat))
 
-        await timed(32, max(0, args.pods - created), await api_create("fill"))
+        await timed(32, max(0, args.pods - created), api_create("fill"))
         rss_filled = rss_mb(api.process.pid or 0)
         lists: list[float] = []
         cached_lists: list[float] = []

@@ -4,7 +4,16 @@ As kube-apiserver's: the whole range is one object in storage (`/registry/ranges
 `/registry/ranges/servicenodeports`: `{"range": "10.96.0.0/12", "data": <base64 bitmap>}`, bit i
 set = item i taken, the bytes of Go's big.Int) and every change is one compare-and-swap on it
 (`Storage.guaranteed_update`), so restarts and several apiservers on one etcd never hand out
-the same item twice. Nothing is cached: each call reads the bitmap it changes.
+the same item twice. Nothing is cached: each write reads the bitmap it changes.
+
+Writes are group-committed, one range at a time: the first request finds the range idle and is
+written at once; those that come while a write is in flight wait for it, then go together in the
+next compare-and-swap, each applied in turn to the bitmap left by the ones before it (so two in
+one batch never get the same item, and one's error, e.g. "already allocated", is its own). Racing
+writers on one key each re-read and retry the whole batch only when another apiserver won: a
+batch of 32 costs two etcd round trips, where 32 separate writes cost up to 32 rounds of
+conflicts, each decoding and re-encoding a bitmap of up to 128 KiB. A request whose caller went
+away (cancelled) after its item was taken has that item given back.
 
 Dynamic allocation is Kubernetes' random scan with an offset (1.26+ for IPs, 1.27+ for ports):
 the range is cut into a small lower band, kept for requested (static) values, and the upper
@@ -14,14 +23,18 @@ once the upper one is full. IPv4 ranges never give out the network or broadcast 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import ipaddress
+import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from controlplane.apiserver.storage import interface as st
 
+log = logging.getLogger(__name__)
 SERVICE_IPS_KEY = "/registry/ranges/serviceips"
 NODE_PORTS_KEY = "/registry/ranges/servicenodeports"
 MAX_IPV6_ITEMS = 65536  # Kubernetes caps an IPv6 range's bitmap at this size
@@ -63,6 +76,27 @@ def _first_clear(bits: int, lo: int, hi: int) -> int | None:
     return lo + (free & -free).bit_length() - 1 if free else None
 
 
+# One request's change to a bitmap: bits -> (new bits, the item it concerns); it raises an
+# AllocationError of its own when it cannot be made (the other requests of its batch go on).
+Change = Callable[[int], tuple[int, int]]
+
+
+@dataclass
+class _Request:
+    change: Change
+    done: asyncio.Future[int]
+    takes: bool  # an allocation: its item is given back if its caller is gone
+
+
+Outcome = int | AllocationError
+
+
+def _retrieve(future: asyncio.Future[int]) -> None:
+    """Mark the error of a future nobody awaits as seen (a failed give-back stays leaked)."""
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not give back an item: %s", future.exception())
+
+
 class Bitmap:
     """`size` items persisted at `key`; the allocation policy is the random scan with offset."""
 
@@ -75,6 +109,8 @@ class Bitmap:
         self.offset = offset if offset < self.size else 0
         self.noun = noun  # "IP" or "port", for the error messages
         self.rand = rand or random.Random()  # tests pass a seeded one
+        self._queue: list[_Request] = []  # requests waiting for the next compare-and-swap
+        self._committer: asyncio.Task[None] | None = None  # writing batches while the queue lasts
 
     def __repr__(self) -> str:
         return f"<Bitmap {self.key} {self.range_spec} size={self.size} offset={self.offset}>"
@@ -95,12 +131,65 @@ class Bitmap:
         obj = await self.storage.get(self.key)
         return 0 if obj is None else self._bits_of(obj)
 
-    async def _write(self, change: Callable[[int], int]) -> None:
-        """Replace the bitmap by `change(bitmap)` in one compare-and-swap (retried on races)."""
+    async def _write(self, change: Change, *, takes: bool) -> int:
+        """Apply `change` in the range's next batch; return its item (or raise its error)."""
+        request = _Request(change, asyncio.get_running_loop().create_future(), takes)
+        self._queue.append(request)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_queued(),
+                                                  name=f"allocator {self.key}")
+        return await request.done  # a cancelled caller cancels this future, not the batch
+
+    async def _commit_queued(self) -> None:
+        """Write batches of the queued requests, one compare-and-swap each, until none is left."""
+        while self._queue:
+            batch = [r for r in self._queue if not r.done.done()]  # not those whose caller left
+            self._queue = []
+            if not batch:
+                continue
+            try:
+                outcomes = await self._commit(batch)
+            except asyncio.CancelledError:
+                for r in batch + self._queue:
+                    r.done.cancel()
+                raise
+            except Exception as exc:  # storage failures, RangeMismatch: the whole batch's
+                for r in batch:
+                    if not r.done.done():
+                        r.done.set_exception(exc)
+                continue
+            for r, outcome in zip(batch, outcomes, strict=True):
+                if r.done.cancelled():
+                    if r.takes and isinstance(outcome, int):
+                        self._give_back(outcome)
+                elif isinstance(outcome, AllocationError):
+                    r.done.set_exception(outcome)
+                else:
+                    r.done.set_result(outcome)
+
+    def _give_back(self, item: int) -> None:
+        """Queue the release of an item taken for a caller that went away (nobody waits)."""
+        log.info("giving back item %d of %s: its request was cancelled", item, self.key)
+        unwatched: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        unwatched.add_done_callback(_retrieve)
+        self._queue.append(_Request(lambda bits: (bits & ~(1 << item), item), unwatched,
+                                    takes=False))
+
+    async def _commit(self, batch: list[_Request]) -> list[Outcome]:
+        """Apply `batch` in order over the stored bitmap in one compare-and-swap (retried over
+        the bitmap that won a race, from scratch); return each request's outcome."""
+        outcomes: list[Outcome] = []
 
         async def update(obj: st.Object) -> st.Object:
-            bits = self._bits_of(obj)
-            changed = change(bits)
+            outcomes.clear()
+            bits = changed = self._bits_of(obj)
+            for request in batch:
+                try:
+                    changed, item = request.change(changed)
+                except AllocationError as exc:
+                    outcomes.append(exc)
+                else:
+                    outcomes.append(item)
             if changed == bits:
                 raise st.NoChange
             data = changed.to_bytes((changed.bit_length() + 7) // 8, "big")
@@ -110,7 +199,7 @@ class Bitmap:
         while True:
             try:
                 await self.storage.guaranteed_update(self.key, update)
-                return
+                return list(outcomes)
             except st.KeyNotFound:  # first use of this range
                 with contextlib.suppress(st.KeyExists):
                     await self.storage.create(self.key, self._empty())
@@ -121,12 +210,12 @@ class Bitmap:
     async def allocate(self, item: int) -> None:
         """Take `item`; AlreadyAllocated when it is taken."""
 
-        def take(bits: int) -> int:
+        def take(bits: int) -> tuple[int, int]:
             if bits >> item & 1:
                 raise self._taken()
-            return bits | 1 << item
+            return bits | 1 << item, item
 
-        await self._write(take)
+        await self._write(take, takes=True)
 
     async def check(self, item: int) -> None:
         """Raise what `allocate(item)` would, without taking it (dry run; may race)."""
@@ -135,15 +224,12 @@ class Bitmap:
 
     async def allocate_next(self) -> int:
         """Take a free item (upper band first, random start); RangeFull when none is left."""
-        chosen = -1
 
-        def take(bits: int) -> int:
-            nonlocal chosen
+        def take(bits: int) -> tuple[int, int]:
             chosen = self._pick(bits)  # again on each retry, over the bitmap that won
-            return bits | 1 << chosen
+            return bits | 1 << chosen, chosen
 
-        await self._write(take)
-        return chosen
+        return await self._write(take, takes=True)
 
     def _pick(self, bits: int) -> int:
         for lo, hi in ((self.offset, self.size), (0, self.offset)):
@@ -158,7 +244,7 @@ class Bitmap:
 
     async def release(self, item: int) -> None:
         """Give `item` back (releasing a free item is a no-op)."""
-        await self._write(lambda bits: bits & ~(1 << item))
+        await self._write(lambda bits: (bits & ~(1 << item), item), takes=False)
 
     async def allocated(self) -> list[int]:
         bits, items = await self.bits(), []

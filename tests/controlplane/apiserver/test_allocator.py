@@ -156,7 +156,7 @@ async def test_concurrent_allocators_never_hand_out_the_same_ip() -> None:
     one, two = ips(storage, "10.0.0.0/24", seed=7), ips(storage, "10.0.0.0/24", seed=7)
     got = await asyncio.gather(*(a.allocate_next() for _ in range(40) for a in (one, two)))
     assert len(set(got)) == 80
-    assert storage.calls > 80  # some updates lost a race and were retried
+    assert storage.calls > 2  # the two allocators' batches raced: one was redone
     assert set(await one.allocated()) == set(got)
 
 
