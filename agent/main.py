@@ -23,7 +23,6 @@ from agent.gc import flags as gc_flags
 from agent.gc import validate as validate_gc
 from agent.node import NodeManager
 from agent.node.config import CLOUD_PROVIDERS, NodeConfig, parse_taints
-from agent.server import AgentServer
 from controlplane.client import kubeconfig
 from controlplane.client.rest import RESTClient
 from cri.containerd_client import ContainerdClient
@@ -31,6 +30,7 @@ from cri.runtime import RuntimeClient
 
 if TYPE_CHECKING:
     from agent.images.preload import PreloadResult
+    from agent.server import AgentServer
 
 log = logging.getLogger("pinnace.agent")
 
@@ -94,11 +94,14 @@ def node_config_of(config: AgentConfig, args: argparse.Namespace) -> NodeConfig:
 
 async def serve(config: AgentConfig, args: argparse.Namespace, runtime: RuntimeClient,
                 pods: Callable[[], Iterable[dict[str, Any]]]) -> AgentServer | None:
-    """Start the logs/exec/attach server when TLS files were given (else say why not)."""
+    """Start the logs/exec/attach server when TLS files were given (else say why not; its
+    modules, aiohttp's server half and prometheus_client, are then never loaded)."""
     if not (args.tls_cert_file and args.tls_private_key_file and args.client_ca_file):
         log.warning("no --tls-cert-file/--tls-private-key-file/--client-ca-file: not serving "
                     "logs, exec and attach")
         return None
+    from agent.server import AgentServer
+
     server = AgentServer(runtime, node_name=config.node_name, log_root=config.log_dir,
                          pods=pods)
     await server.start(cert=args.tls_cert_file, key=args.tls_private_key_file,

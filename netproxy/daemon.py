@@ -1,11 +1,13 @@
 """The running netproxy: informers feeding the proxier and the route manager, until SIGTERM.
 
 Three informers (Services, EndpointSlices, Nodes) list and watch through the apiserver; their
-handlers only record changes. Root tasks: the proxier's sync runner, its canary monitor, the
-pod-route loop, the wait for the first list and, unless disabled, the cluster DNS server
-(netproxy.dns; its failure is logged and never stops the proxy). If one root task dies the
-others are stopped and the error is raised (systemd restarts us); SIGTERM stops them all and
-leaves the rules in place, as kube-proxy does (`--cleanup` removes them).
+handlers only record changes. They are the only ones: the cluster DNS and the health servers
+read the same caches, which keep what netproxy.objects says of each object. Root tasks: the
+proxier's sync runner, its canary monitor, the pod-route loop, the wait for the first list and,
+unless disabled, the cluster DNS server (netproxy.dns; its failure is logged and never stops the
+proxy). If one root task dies the others are stopped and the error is raised (systemd restarts
+us); SIGTERM stops them all and leaves the rules in place, as kube-proxy does (`--cleanup`
+removes them).
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from controlplane.api.sdnotify import Readiness
 from controlplane.client import kubeconfig
 from controlplane.client.informer import Informer, Object
 from controlplane.client.rest import ENDPOINTSLICES, NODES, SERVICES, RESTClient
+from netproxy import objects
 from netproxy.conntrack import ConntrackTool
 from netproxy.iptables import IptablesBackend
 from netproxy.proxier import Proxier, ProxierConfig
 from netproxy.routes import IPRouteNetlink, RouteManager, set_sysctls
 
 if TYPE_CHECKING:
-    from netproxy.dns.main import DNSConfig
+    from netproxy.dns.main import ClusterDNS, DNSConfig
     from netproxy.healthcheck import HealthConfig
     from netproxy.ipvs.proxier import IPVSConfig
 
@@ -63,9 +66,9 @@ async def _first_sync(proxier: Proxier, services: Informer, slices: Informer,
 def wire(proxier: Proxier, client: RESTClient, route_wake: asyncio.Event
          ) -> tuple[Informer, Informer, Informer]:
     """The three informers, their handlers pointing at the proxier and the route loop."""
-    services = Informer(client, SERVICES)
-    slices = Informer(client, ENDPOINTSLICES)
-    nodes = Informer(client, NODES)
+    services = Informer(client, SERVICES, transform=objects.service)
+    slices = Informer(client, ENDPOINTSLICES, transform=objects.endpoint_slice)
+    nodes = Informer(client, NODES, transform=objects.node)
     services.add_handlers(on_add=lambda o: proxier.on_service(None, o),
                           on_update=proxier.on_service,
                           on_delete=lambda o: proxier.on_service(o, None))
@@ -82,14 +85,25 @@ def wire(proxier: Proxier, client: RESTClient, route_wake: asyncio.Event
     return services, slices, nodes
 
 
-async def serve_dns(client: RESTClient, config: DNSConfig) -> None:
-    """Cluster DNS beside the proxy; if it cannot serve, say so and keep proxying."""
-    from netproxy.dns import main as dns
+def cluster_dns(client: RESTClient, config: DNSConfig, services: Informer,
+                slices: Informer) -> ClusterDNS:
+    """The cluster DNS on the daemon's informers (made before they start)."""
+    from netproxy.dns.main import ClusterDNS
 
+    return ClusterDNS(client, config, informers=(services, slices))
+
+
+async def serve_dns(server: ClusterDNS) -> None:
+    """Cluster DNS beside the proxy; if it cannot serve, say so and keep proxying."""
     try:
-        await dns.run(client, config)
+        await server.start()
     except Exception:  # noqa: BLE001 - DNS trouble never takes the service rules down
         log.exception("cluster DNS stopped; services keep being proxied")
+    else:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
     await asyncio.Event().wait()
 
 
@@ -120,6 +134,7 @@ async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBac
 
         servers = NodeServers(health, proxier, config.node_name)
         servers.wire(services, nodes)
+    dns_server = cluster_dns(client, dns, services, slices) if dns is not None else None
     for informer in informers:
         informer.start()
     readiness = Readiness("netproxy")
@@ -135,8 +150,8 @@ async def run(config: ProxierConfig, kubeconfig_path: Path, backend: IptablesBac
         asyncio.create_task(_first_sync(proxier, services, slices, readiness),
                             name="first sync"),
     ]
-    if dns is not None:
-        tasks.append(asyncio.create_task(serve_dns(client, dns), name="dns"))
+    if dns_server is not None:
+        tasks.append(asyncio.create_task(serve_dns(dns_server), name="dns"))
     for name, serve in servers.tasks() if servers is not None else ():
         tasks.append(asyncio.create_task(serve(), name=name))
     waiter = asyncio.create_task(stop.wait())

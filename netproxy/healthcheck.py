@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from controlplane.client.informer import Informer
 from netproxy.model import Endpoint, ServicePortName
+
+if TYPE_CHECKING:
+    from netproxy.metrics import ProxyMetrics
 
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
@@ -332,16 +335,19 @@ class NodeServers:
     """A netproxy's health and metrics servers, fed by its proxier and informers."""
 
     def __init__(self, config: HealthConfig, proxier: Proxied, node_name: str) -> None:
-        from netproxy.metrics import ProxyMetrics
-
         self.config = config
         self.proxier = proxier
-        self.metrics = ProxyMetrics(proxier)
+        self.metrics: ProxyMetrics | None = None  # prometheus_client loads only when served
+        if config.metrics is not None:
+            from netproxy.metrics import ProxyMetrics
+
+            self.metrics = ProxyMetrics(proxier)
+            proxier.sync_observers.append(self.metrics.observe_sync)
         self.proxy = ProxyHealth(proxier, node_name, config.health_timeout,
-                                 self.metrics.count_health)
+                                 self.metrics.count_health if self.metrics else None)
         self.services = ServiceHealthServers(node_name, self.proxy.healthy,
                                              config.node_port_host)
-        proxier.sync_observers.extend([self.metrics.observe_sync, self._synced])
+        proxier.sync_observers.append(self._synced)
 
     def __repr__(self) -> str:
         return f"<NodeServers {self.config} {self.services!r}>"
@@ -365,7 +371,7 @@ class NodeServers:
         if self.config.healthz is not None:
             address = self.config.healthz
             tasks.append(("healthz", lambda: serve(self.proxy.app(), address, "healthz")))
-        if self.config.metrics is not None:
-            metrics = self.config.metrics
-            tasks.append(("metrics", lambda: serve(self.metrics.app(), metrics, "metrics")))
+        if self.config.metrics is not None and self.metrics is not None:
+            metrics, app = self.config.metrics, self.metrics.app()
+            tasks.append(("metrics", lambda: serve(app, metrics, "metrics")))
         return tasks

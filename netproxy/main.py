@@ -18,16 +18,19 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controlplane.client import kubeconfig
 from netproxy import healthcheck, ipvs
 from netproxy.dns import main as dns
 from netproxy.iptables import IptablesBackend, IptablesError, RestoreBackend
 from netproxy.ipvs.link import LINK_KINDS
-from netproxy.ipvs.proxier import IPVSConfig
 from netproxy.ipvs.record import DEFAULT_PATH as IPVS_RECORD
 from netproxy.ipvs.state import SCHEDULERS
 from netproxy.proxier import ProxierConfig
+
+if TYPE_CHECKING:  # the IPVS proxier is imported in IPVS mode only
+    from netproxy.ipvs.proxier import IPVSConfig
 
 log = logging.getLogger("pinnace.netproxy")
 BACKENDS = ("iptables-restore", "iptables-legacy-restore", "python-iptables")
@@ -136,6 +139,8 @@ def ipvs_config_of(args: argparse.Namespace) -> IPVSConfig | None:
     """IPVS mode's settings, or None in iptables mode."""
     if args.proxy_mode != "ipvs":
         return None
+    from netproxy.ipvs.proxier import IPVSConfig
+
     return IPVSConfig(scheduler=args.ipvs_scheduler, link_kind=args.ipvs_link_kind,
                       record=args.ipvs_state_file)
 

@@ -6,6 +6,7 @@ own routing protocol number (`ROUTE_PROTO`), which is how a sync tells them from
 and how `--cleanup` finds them all. The kernel is reached through the `Netlink` Protocol
 (pyroute2's IPRoute in the process's current network namespace, or `FakeNetlink`); one Node that
 cannot be routed (gateway unreachable, bad CIDR) is logged and skipped, never fatal.
+pyroute2 is imported when routes are first synced (`iproute()`), not at import time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 Object = dict[str, Any]
 ROUTE_PROTO = 200  # rtm_protocol of the routes we own (unused by iproute2's rt_protos)
+
+
+def iproute() -> tuple[Any, Any]:
+    """pyroute2's IPRoute class and NetlinkError (imported on first use)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    return IPRoute, NetlinkError
 
 
 class Netlink(Protocol):
@@ -44,9 +52,7 @@ class IPRouteNetlink:
         return "<IPRouteNetlink>"
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> list[Any]:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        IPRoute, NetlinkError = iproute()
         try:
             with IPRoute() as ipr:
                 return list(getattr(ipr, method)(*args, **kwargs) or [])

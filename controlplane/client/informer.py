@@ -4,7 +4,9 @@ The cache is eventually consistent: the states it shows are a subsequence of the
 On 410 Expired (the watch fell out of the server's window) the informer relists; on a broken
 stream it re-watches from the last resourceVersion it saw; on any other failure it backs off
 and relists. Handlers run synchronously on the informer's task and must be quick: they enqueue
-keys for workers, they never call the API.
+keys for workers, they never call the API. An optional `transform` (client-go's SetTransform)
+rewrites every object before it is cached and handed to handlers, e.g. to drop the fields a
+daemon never reads (`strip_managed_fields`), so the cache is the one, smaller copy it holds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ Object = dict[str, Any]
 AddHandler = Callable[[Object], None]
 UpdateHandler = Callable[[Object, Object], None]
 DeleteHandler = Callable[[Object], None]
+Transform = Callable[[Object], Object]
 
 
 def key_of(obj: Object) -> str:
@@ -31,18 +34,30 @@ def key_of(obj: Object) -> str:
     return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])
 
 
+def strip_managed_fields(obj: Object) -> Object:
+    """A transform: the object without metadata.managedFields (client-go's
+    TransformStripManagedFields); few clients read them and they are often half an object."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
+
+
 class Informer:
     """A cached, watched view of one resource (optionally one namespace / selector)."""
 
     def __init__(self, client: RESTClient, resource: Resource, *, namespace: str = "",
                  label_selector: str = "", field_selector: str = "",
-                 resync: float = 0.0) -> None:
+                 resync: float = 0.0, transform: Transform | None = None) -> None:
         self.client = client
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.resync = resync  # seconds between re-deliveries of every object as an update
+        # Applied to each object before it is cached (see above); it may change the object it
+        # is given in place and return it.
+        self.transform = transform
         self.store: dict[str, Object] = {}  # key -> object, owned by the informer's task
         self.resource_version = ""
         self.synced = asyncio.Event()
@@ -124,7 +139,10 @@ class Informer:
         result = await self.client.list(self.resource, self.namespace,
                                         label_selector=self.label_selector,
                                         field_selector=self.field_selector)
-        fresh = {key_of(o): o for o in result.get("items") or []}
+        items = result.get("items") or []
+        if self.transform is not None:
+            items = [self._transformed(o) for o in items]
+        fresh = {key_of(o): o for o in items}
         old = self.store
         self.store = fresh
         self.resource_version = result["metadata"]["resourceVersion"]
@@ -157,11 +175,23 @@ class Informer:
                 self.resource_version = rv
             if kind == "BOOKMARK":
                 continue
+            if self.transform is not None:
+                obj = self._transformed(obj)
             self._apply(str(kind), obj)
             if resync_at is not None and loop.time() >= resync_at:
                 for cached in list(self.store.values()):
                     self._dispatch_update(cached, cached)
                 resync_at = loop.time() + self.resync
+
+    def _transformed(self, obj: Object) -> Object:
+        """The transform's result; the object as it came when the transform fails on it."""
+        assert self.transform is not None
+        try:
+            return self.transform(obj)
+        except Exception:  # noqa: BLE001 - one odd object must not stop the informer
+            log.exception("informer %s: transform failed on an object; caching it whole",
+                          self.resource.resource)
+            return obj
 
     def _apply(self, kind: str, obj: Object) -> None:
         key = key_of(obj)

@@ -1,10 +1,15 @@
 """Cluster DNS wired to the API: informers for Services and EndpointSlices feed the records.
 
-The netproxy daemon calls `run(client, config)` (or owns a `ClusterDNS` and starts/stops it) and
-adds the flags with `add_flags`. The records index is rebuilt lazily: informer events only mark it
-stale, and the next query rebuilds it once, so a burst of changes costs one rebuild. Serving
-starts after both caches have synced, so a fresh server never answers NXDOMAIN for a service
-that exists. `python -m netproxy.dns.main --kubeconfig F` runs it alone.
+The netproxy daemon owns a `ClusterDNS` built on its own Service and EndpointSlice informers
+(`informers=`: one cache for the proxy and the DNS; the daemon starts and stops them) and adds
+the flags with `add_flags`; without them (`run(client, config)`, tests) it runs informers of
+its own, slimmed the same way (netproxy.objects). The records index is rebuilt lazily: informer
+events only mark it stale, and the next query rebuilds it once, so a burst of changes costs one
+rebuild. Serving starts after both caches have synced, so a fresh server never answers NXDOMAIN
+for a service that exists. dnspython is loaded only when a `ClusterDNS` is made (its query half
+only when upstreams are configured), so the flags cost a daemon with `--enable-dns=false`
+nothing.
+`python -m netproxy.dns.main --kubeconfig F` runs it alone.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from controlplane.client import kubeconfig
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ENDPOINTSLICES, SERVICES, RESTClient
+from netproxy import objects
 from netproxy.dns.records import DEFAULT_TTL, Answer, ClusterRecords
-from netproxy.dns.server import DNSServer
-from netproxy.dns.upstream import Forwarder, UpstreamForwarder
+
+if TYPE_CHECKING:
+    from netproxy.dns.upstream import Forwarder
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +69,20 @@ class ClusterDNS:
     """The informers, the records built from their caches, and the server answering from them."""
 
     def __init__(self, client: RESTClient, config: DNSConfig, *,
-                 forwarder: Forwarder | None = None) -> None:  # forwarder: None for tests
+                 forwarder: Forwarder | None = None,  # forwarder: None for tests
+                 informers: tuple[Informer, Informer] | None = None) -> None:
         self.config = config
-        self.services = Informer(client, SERVICES)
-        self.slices = Informer(client, ENDPOINTSLICES)
+        # (Services, EndpointSlices): the caller's, which it starts and stops, or our own.
+        self._own_informers = informers is None
+        self.services, self.slices = informers or (
+            Informer(client, SERVICES, transform=objects.service),
+            Informer(client, ENDPOINTSLICES, transform=objects.endpoint_slice))
         if forwarder is None and config.upstreams:
+            from netproxy.dns.upstream import UpstreamForwarder
+
             forwarder = UpstreamForwarder(config.upstreams)
+        from netproxy.dns.server import DNSServer  # dnspython: loaded when DNS is served
+
         self.server = DNSServer(self.resolve, address=config.address, port=config.port,
                                 forwarder=forwarder)
         address = ipaddress.ip_address(config.address)
@@ -100,9 +116,10 @@ class ClusterDNS:
         return self.records.resolve(qname, qtype)
 
     async def start(self, *, sync_timeout: float | None = None) -> None:
-        """Start the informers, wait for both caches, then listen."""
-        self.services.start()
-        self.slices.start()
+        """Start the informers (our own), wait for both caches, then listen."""
+        if self._own_informers:
+            self.services.start()
+            self.slices.start()
         try:
             await self.services.wait_synced(sync_timeout)
             await self.slices.wait_synced(sync_timeout)
@@ -116,8 +133,9 @@ class ClusterDNS:
 
     async def stop(self) -> None:
         await self.server.close()
-        await self.services.stop()
-        await self.slices.stop()
+        if self._own_informers:
+            await self.services.stop()
+            await self.slices.stop()
 
 
 async def run(client: RESTClient, config: DNSConfig, *,

@@ -23,7 +23,7 @@ import socket
 import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
 import dns.flags
@@ -36,7 +36,9 @@ import dns.rdataclass
 import dns.rdatatype
 
 from netproxy.dns.records import Answer
-from netproxy.dns.upstream import Forwarder
+
+if TYPE_CHECKING:  # the forwarder (and dnspython's resolver half) loads only with upstreams
+    from netproxy.dns.upstream import Forwarder
 
 log = logging.getLogger(__name__)
 Resolve = Callable[[str, str], Answer | None]
