@@ -245,20 +245,7 @@ class Proxier:
             ruleset = render(self.services, self.endpoints, self.render_options(),
                              existing_nat_chains=existing, skip_services=plan.skip)
             rendered = time.perf_counter()
-            try:
-                self.backend.restore(ruleset.text)
-            except RestoreError as exc:
-                log.error("%s restore failed: %s\n%s", self.backend.name, exc,
-                          context(ruleset.text, exc.line))
-                raise
-            self._nat_chains = ruleset.nat_chains
-            if plan.full:
-                self._ensure_jumps()
-            if not self._canary:
-                for table in ch.CANARY_TABLES:
-                    self.backend.ensure_chain(table, ch.CANARY)
-                self._canary = True
-            self._listed |= plan.relist
+            self._restore_ruleset(ruleset, plan)
             applied = time.perf_counter()
         for filters in plan.conntrack:
             self.conntrack.delete(filters)
@@ -270,6 +257,24 @@ class Proxier:
                 len({p.service for p in self.services}), "full" if plan.full else "partial",
                 ruleset.rules, s.render_seconds * 1e3, s.apply_seconds * 1e3)
         return ruleset
+
+    def _restore_ruleset(self, ruleset: Ruleset, plan: _Plan) -> None:
+        """One atomic restore of `ruleset` (its offending lines logged on failure), then the
+        jumps into our chains on a full sync and the canary chains once."""
+        try:
+            self.backend.restore(ruleset.text)
+        except RestoreError as exc:
+            log.error("%s restore failed: %s\n%s", self.backend.name, exc,
+                      context(ruleset.text, exc.line))
+            raise
+        self._nat_chains = ruleset.nat_chains
+        if plan.full:
+            self._ensure_jumps()
+        if not self._canary:
+            for table in ch.CANARY_TABLES:
+                self.backend.ensure_chain(table, ch.CANARY)
+            self._canary = True
+        self._listed |= plan.relist
 
     def _ensure_jumps(self) -> None:
         """-C || -A every jump into our chains that a listing of the built-in chains misses."""

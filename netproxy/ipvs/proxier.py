@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netproxy import chains as ch
 from netproxy.conntrack import Conntrack
-from netproxy.iptables import IptablesBackend, RestoreError, context
+from netproxy.iptables import IptablesBackend
 from netproxy.ipvs import rules as ipvs_rules
 from netproxy.ipvs.detect import unavailable_reason
 from netproxy.ipvs.kernel import IPVSClient, PyrouteIPVS
@@ -147,20 +146,7 @@ class IPVSProxier(Proxier):
         existing = set(self.backend.chains("nat")) if plan.relist else set()
         ruleset = ipvs_rules.render(self.services, self.endpoints, wanted,
                                     self.render_options(), existing_nat_chains=existing)
-        try:
-            self.backend.restore(ruleset.text)
-        except RestoreError as exc:
-            log.error("%s restore failed: %s\n%s", self.backend.name, exc,
-                      context(ruleset.text, exc.line))
-            raise
-        self._nat_chains = ruleset.nat_chains
-        if plan.full:
-            self._ensure_jumps()
-        if not self._canary:
-            for table in ch.CANARY_TABLES:
-                self.backend.ensure_chain(table, ch.CANARY)
-            self._canary = True
-        self._listed |= plan.relist
+        self._restore_ruleset(ruleset, plan)
         return ruleset
 
     def _ensure_jumps(self) -> None:
