@@ -35,6 +35,9 @@ def unmet() -> str | None:
     return None
 
 
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
 class PrivateDockerd:
     """One dockerd under `base` (keep it short: unix socket paths), started and stopped by PID."""
 
@@ -44,6 +47,7 @@ class PrivateDockerd:
         self.socket = base / "docker.sock"
         self.log_path = base / "dockerd.log"
         self.popen: subprocess.Popen[bytes] | None = None
+        self._ip_forward: str | None = None  # dockerd turns the sysctl on: put it back after
 
     @property
     def host(self) -> str:
@@ -59,6 +63,8 @@ class PrivateDockerd:
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        if self._ip_forward is None:
+            self._ip_forward = IP_FORWARD.read_text().strip()
         with open(self.log_path, "ab") as out:
             self.popen = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
@@ -104,6 +110,8 @@ class PrivateDockerd:
         cleanup.kill_pids(cleanup.pids_referencing(str(self.base)))
         cleanup.unmount_all(self.base)
         remove_cgroups(self.cgroup_parent)
+        if self._ip_forward is not None:
+            IP_FORWARD.write_text(self._ip_forward)
 
     def leftovers(self) -> list[str]:
         found = [f"process {pid}" for pid in cleanup.pids_referencing(str(self.base))]
