@@ -20,7 +20,7 @@ from typing import Any
 
 from controlplane.api.errors import APIError
 from controlplane.api.selectors import Requirement, requirement
-from controlplane.controllers.nodelifecycle.taints import tolerates
+from controlplane.api.tolerations import tolerates
 from controlplane.controllers.pods import created_at
 
 Object = dict[str, Any]

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from controlplane.api.meta import parse_time
+from controlplane.api.tolerations import tolerates
 
 Object = dict[str, Any]
 NO_EXECUTE, NO_SCHEDULE = "NoExecute", "NoSchedule"
@@ -77,20 +78,6 @@ def desired_taints(node: Object, ready: str, mode: Mode, now: str) -> list[Objec
     if mode is Mode.APPLY and wanted_ne and (wanted_ne, NO_EXECUTE) not in have:
         out.append({"key": wanted_ne, "effect": NO_EXECUTE, "timeAdded": now})
     return out
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def taint_start(taint: Object, fallback: Callable[[Object], datetime]) -> datetime:

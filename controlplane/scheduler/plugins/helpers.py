@@ -1,9 +1,8 @@
-"""Matching rules several plugins share: tolerations against taints, node selector terms.
+"""Matching rules several plugins share: untolerated taints (the toleration rule itself is
+controlplane.api.tolerations), node selector terms.
 
-Both follow Kubernetes to the letter: a toleration with an empty key and operator Exists
-tolerates everything; an empty effect matches every effect; an empty operator means Equal. A node
-selector term is an AND of label expressions (In, NotIn, Exists, DoesNotExist, Gt, Lt) and field
-expressions (metadata.name In/NotIn); an empty or malformed term matches no node.
+A node selector term is an AND of label expressions (In, NotIn, Exists, DoesNotExist, Gt, Lt)
+and field expressions (metadata.name In/NotIn); an empty or malformed term matches no node.
 """
 
 from __future__ import annotations
@@ -13,30 +12,11 @@ from typing import Any
 
 from controlplane.api.errors import APIError
 from controlplane.api.selectors import Requirement, requirement
+from controlplane.api.tolerations import tolerated
 
 Object = dict[str, Any]
 _LABEL_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!",
                     "Gt": "gt", "Lt": "lt"}
-
-
-def tolerates(toleration: Object, taint: Object) -> bool:
-    """v1.Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated(tolerations: Iterable[Object], taint: Object) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 def first_untolerated(taints: Iterable[Object], tolerations: list[Object],

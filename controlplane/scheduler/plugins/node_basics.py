@@ -8,6 +8,7 @@ a pod that tolerates them still fits and the message is the one Kubernetes print
 
 from __future__ import annotations
 
+from controlplane.api.tolerations import tolerated
 from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
 from controlplane.scheduler.plugin import (
     NODE_ADD,
@@ -20,7 +21,6 @@ from controlplane.scheduler.plugin import (
     FilterPlugin,
     Status,
 )
-from controlplane.scheduler.plugins.helpers import tolerated
 from controlplane.scheduler.podinfo import PodInfo
 
 UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}

@@ -7,6 +7,7 @@ The failure reason names the first untolerated taint as Kubernetes 1.32 prints i
 
 from __future__ import annotations
 
+from controlplane.api.tolerations import tolerated
 from controlplane.scheduler.nodeinfo import NodeInfo, Snapshot
 from controlplane.scheduler.plugin import (
     NODE_ADD,
@@ -18,7 +19,7 @@ from controlplane.scheduler.plugin import (
     Status,
     default_normalize,
 )
-from controlplane.scheduler.plugins.helpers import first_untolerated, tolerated
+from controlplane.scheduler.plugins.helpers import first_untolerated
 from controlplane.scheduler.podinfo import PodInfo
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from controlplane.api.tolerations import tolerates
 from controlplane.scheduler.nodeinfo import NodeInfo
 from controlplane.scheduler.plugin import Code, CycleState, FilterPlugin, Status
-from controlplane.scheduler.plugins.helpers import tolerates
 from controlplane.scheduler.plugins.node_affinity import NodeAffinity
 from controlplane.scheduler.plugins.node_basics import NodeName, NodeReady, NodeUnschedulable
 from controlplane.scheduler.plugins.node_ports import NodePorts
