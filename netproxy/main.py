@@ -13,13 +13,13 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import re
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlplane.api.flags import boolean, duration
 from controlplane.client import kubeconfig
 from netproxy import healthcheck, ipvs
 from netproxy.dns import main as dns
@@ -34,25 +34,6 @@ if TYPE_CHECKING:  # the IPVS proxier is imported in IPVS mode only
 
 log = logging.getLogger("pinnace.netproxy")
 BACKENDS = ("iptables-restore", "iptables-legacy-restore", "python-iptables")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
-
-
-def duration(text: str) -> float:
-    """A Go-style duration ("30s", "500ms", "1m") or plain seconds, as seconds."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 500ms, 1m)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def boolean(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-
 def cidr(text: str) -> str:
     if not text:
         return ""

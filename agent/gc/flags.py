@@ -7,27 +7,9 @@ tests shorten them. Durations are Go's: "2m0s", "90s", "1m30s", "500ms", or plai
 from __future__ import annotations
 
 import argparse
-import re
 
 from agent.gc.policy import CONTAINER_GC_PERIOD, IMAGE_GC_PERIOD, GCPolicy
-
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def duration(text: str) -> float:
-    """A Go duration ("2m0s", "500ms") or a number of seconds, in seconds."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    parts = _PART.findall(body)
-    if not body or "".join(n + u for n, u in parts) != body:
-        raise argparse.ArgumentTypeError(f'invalid duration "{text}"')
-    return sign * sum(float(n) * _UNITS[u] for n, u in parts)
+from controlplane.api.flags import go_duration as duration
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.flags import duration
 from controlplane.client.events import NORMAL
 from controlplane.client.rest import NODES
 from controlplane.cloud.provider import CloudProvider, InstancesV2, instances_of
@@ -28,7 +29,6 @@ DEFAULT_MONITOR_PERIOD = 5.0
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    from controlplane.controllers.main import duration
 
     parser.add_argument("--node-monitor-period", type=duration, default=DEFAULT_MONITOR_PERIOD,
                         help="how often every node is checked against the cloud provider")

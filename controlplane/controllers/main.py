@@ -12,38 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
+from controlplane.api.flags import boolean, duration
 from controlplane.client import kubeconfig
 from controlplane.client.leaderelection import LeaderElector, run_elected
 from controlplane.client.rest import RESTClient
 from controlplane.controllers import manager
 
 log = logging.getLogger("pinnace.controller-manager")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def duration(text: str) -> float:
-    """A Go-style duration ("15s", "500ms", "2m") or plain seconds, in seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def boolean(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-
 def add_leader_election_flags(p: argparse.ArgumentParser, lease: str) -> None:
     """The --leader-elect* flags `run_leader_elected` reads; `lease` names the default Lease."""
     p.add_argument("--leader-elect", type=boolean, default=True, nargs="?", const=True,

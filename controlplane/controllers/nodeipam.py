@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.flags import boolean
 from controlplane.client.events import NORMAL
 from controlplane.client.rest import NODES
 from controlplane.controllers.base import Controller, ControllerContext, SyncError
@@ -100,7 +101,6 @@ def pod_cidrs_of(node: Object) -> list[str]:
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    from controlplane.controllers.main import boolean  # main imports the registry
 
     parser.add_argument("--allocate-node-cidrs", type=boolean, default=True, nargs="?",
                         const=True, metavar="true|false",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.flags import duration
 from controlplane.client.rest import NODES, PODS
 from controlplane.controllers.base import Controller, ControllerContext
 from controlplane.controllers.pods import created_at
@@ -36,7 +37,6 @@ ORPHAN_CONDITION = {"type": "DisruptionTarget", "status": "True", "reason": "Del
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    from controlplane.controllers.main import duration  # main imports the registry
     parser.add_argument("--terminated-pod-gc-threshold", type=int, default=12500, metavar="N",
                         help="terminated pods kept before the oldest are deleted (0: no limit)")
     parser.add_argument("--pod-gc-check-period", type=duration, default=20.0,

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.flags import duration
 from controlplane.client.events import NORMAL, WARNING
 from controlplane.client.rest import LEASES, NODES, PODS
 from controlplane.controllers import pods as podutil
@@ -43,7 +44,6 @@ DEFAULTS = {"node_monitor_grace_period": 40.0, "node_startup_grace_period": 60.0
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    from controlplane.controllers.main import duration  # main imports the registry
 
     parser.add_argument("--node-monitor-grace-period", type=duration, default=40.0,
                         help="how long a node may be silent before it is marked Unknown")
