@@ -1,6 +1,6 @@
 """Fixtures of the container tier: a private dockerd, the node image, and a cluster on them.
 
-Session-scoped, under one short directory /tmp/pn-ct-*: `dockerd` starts a daemon of our own
+Session-scoped, in the session workdir's short ct/ directory: `dockerd` starts a daemon of our own
 (skipped with the reason when it cannot run: not root, no docker.io, no cgroups, or the daemon
 failing to start), `node_image` imports the offline node image (nodeimage.py says why it is a
 skeleton plus read-only host mounts), `container_cluster` runs the control plane on the host and
@@ -12,8 +12,6 @@ cgroups gone. The last test of test_cluster.py runs that teardown itself and che
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,22 +21,15 @@ from containers.cluster import ContainerCluster
 from containers.dockerd import PrivateDockerd, unmet
 from harness import Kubectl
 
-from pinnace.local import cleanup
-
 SUFFIX = f"{os.getpid() % 0x10000:04x}"
 
 
 @pytest.fixture(scope="session")
-def ct_base() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="pn-ct-", dir="/tmp"))
-    try:
-        yield base
-    finally:
-        cleanup.unmount_all(base)
-        if os.environ.get("PINNACE_KEEP_WORKDIR"):
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+def ct_base(workdir: Path) -> Path:
+    """The tier's short directory inside the session's workdir (removed with it)."""
+    base = workdir / "ct"
+    base.mkdir()
+    return base
 
 
 @pytest.fixture(scope="session")
